@@ -1,0 +1,98 @@
+"""flopgrad: automatic differentiation for NumPy that hands you the bill.
+
+>>> import flopgrad as fg
+>>> w = fg.tensor([1.0, -2.0], requires_grad=True)
+>>> loss = (w * w).sum()
+>>> loss.backward()
+>>> w.grad
+tensor([ 2., -4.])
+"""
+
+from flopgrad import nn, ops
+from flopgrad.autograd import (
+    Function,
+    FunctionCtx,
+    GradcheckError,
+    enable_grad,
+    grad,
+    gradcheck,
+    hvp,
+    is_grad_enabled,
+    jacfwd,
+    jacrev,
+    jvp,
+    no_grad,
+    set_grad_enabled,
+    vjp,
+)
+from flopgrad.creation import (
+    arange,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from flopgrad.dispatch import ShapeError
+from flopgrad.tensor import (
+    Tensor,
+    bool_,
+    cat,
+    chunk,
+    concat,
+    concatenate,
+    einsum,
+    float16,
+    float32,
+    float64,
+    gather,
+    index_select,
+    int32,
+    int64,
+    matmul,
+    maximum,
+    minimum,
+    outer,
+    scatter_add,
+    split,
+    stack,
+    where,
+)
+
+__version__ = "0.1.0"
+
+from flopgrad import autograd  # noqa: E402  (fg.autograd.backward, like torch.autograd)
+
+
+def _method_function(name: str):
+    def fn(x, *args, **kwargs):
+        return getattr(x if isinstance(x, Tensor) else tensor(x), name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"fg.{name}(x, ...) is x.{name}(...): " + (getattr(Tensor, name).__doc__ or "")
+    return fn
+
+
+_METHODS = (
+    "exp log log1p sqrt rsqrt abs sign sin cos tanh sigmoid relu erf square clamp clip "
+    "sum mean var std prod amax amin max min argmax argmin cumsum logsumexp softmax log_softmax "
+    "reshape flatten permute transpose swapaxes squeeze unsqueeze broadcast_to flip roll "
+    "masked_fill repeat tile neg pow add sub mul div"
+).split()
+for _name in _METHODS:
+    globals()[_name] = _method_function(_name)
+del _name

@@ -1,0 +1,3 @@
+from flopgrad.cli import main
+
+raise SystemExit(main())

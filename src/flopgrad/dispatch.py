@@ -1,0 +1,161 @@
+"""The one place an op runs.
+
+`apply(op, args, params)` computes a primitive on backend arrays, records the graph node
+that reverse mode needs, computes the forward-mode tangent when one is being carried, and
+tells every listening ledger about the op. Nothing else in flopgrad executes an op.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from flopgrad.ops import Op
+
+
+Tensor: Any = None  # set by flopgrad.tensor at import (tensor sits above dispatch)
+
+
+class State:
+    """Engine-wide mode flags; read on every op, so kept as plain class attributes."""
+
+    grad_enabled = True
+    forward_ad = 0  # >0 while fg.jvp carries tangents
+    listeners: list = []  # callables(op, arrays, out, params) of active ledgers
+    phase = "forward"
+    role: str | None = None  # "weight" / "input" while a backward slot runs
+    grad_of: tuple | None = None  # (op name, input slot) whose gradient is being computed
+
+
+class Node:
+    """One recorded primitive application (PyTorch's grad_fn)."""
+
+    __slots__ = (
+        "op", "parents", "saved", "versions", "params", "in_shapes", "out_data",
+        "out_tangent", "out_version", "released", "__weakref__",
+    )
+
+    def out(self):
+        """The op's output as a Tensor (rebuilt: nodes never hold their output tensor)."""
+        t = Tensor.__new__(Tensor)
+        t._data = self.out_data
+        t._tangent = self.out_tangent
+        t._version = [0]
+        t.grad = None
+        if State.grad_enabled:
+            t._node, t.requires_grad = self, True
+        else:
+            t._node, t.requires_grad = None, False
+        return t
+
+    def name(self) -> str:
+        return self.op.name
+
+    def __repr__(self) -> str:
+        return f"<{self.op.name.capitalize()}Backward>"
+
+
+class ShapeError(ValueError):
+    """Shapes that an op cannot combine."""
+
+
+def _shape_error(op: Op, args, err: Exception) -> ShapeError:
+    shapes = " and ".join(str(tuple(np.shape(_data(a)))) for a in args)
+    return ShapeError(f"{op.name}: cannot combine shapes {shapes}: {err}")
+
+
+def _data(a):
+    return a._data if isinstance(a, Tensor) else a
+
+
+def apply(op: Op, args: tuple, params: tuple = ()):
+    """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
+    arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+    try:
+        out = op.forward(*arrays, *params)
+    except (ValueError, IndexError) as err:
+        raise _shape_error(op, args, err) from None
+    if State.listeners:
+        for listen in State.listeners:
+            listen(op, arrays, out, params)
+    t = Tensor.__new__(Tensor)
+    t._data = out
+    t._tangent = None
+    t._version = [0]
+    t.grad = None
+    t._node = None
+    t.requires_grad = False
+    if State.grad_enabled and op.vjp is not None:
+        parents = None
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor) and a.requires_grad:
+                if parents is None:
+                    parents = [None] * len(args)
+                parents[i] = a._node or a
+        if parents is not None:
+            t._node = node = _record(op, args, arrays, out, params, parents)
+            t.requires_grad = True
+            if node.out_data is not None:
+                node.out_version = t._version
+    if State.forward_ad and any(isinstance(a, Tensor) and a._tangent is not None for a in args):
+        _forward_tangent(op, args, t, params)
+    return t
+
+
+def _record(op: Op, args, arrays, out, params, parents) -> Node:
+    node = Node()
+    node.op = op
+    node.parents = parents
+    node.params = params
+    node.in_shapes = [np.shape(a) for a in arrays]
+    node.out_tangent = None
+    node.released = False
+    node.out_data = None
+    saved = versions = None
+    uses = op.uses
+    for i, p in enumerate(parents):
+        if p is not None and i < len(uses):
+            for j in uses[i]:
+                if j < 0:
+                    node.out_data = out
+                else:
+                    if saved is None:
+                        saved = [None] * len(args)
+                        versions = [0] * len(args)
+                    a = args[j]
+                    saved[j] = a
+                    if isinstance(a, Tensor):
+                        versions[j] = a._version[0]
+    node.saved = saved
+    node.versions = versions
+    return node
+
+
+class _Primals:
+    """What a jvp rule sees: every input, the output and the params."""
+
+    __slots__ = ("op", "saved", "params", "_out")
+
+    def __init__(self, op, args, out, params):
+        self.op, self.saved, self.params, self._out = op, args, params, out
+
+    def out(self):
+        return self._out
+
+
+def _forward_tangent(op: Op, args, out, params) -> None:
+    if op.jvp is None:
+        return
+    tangents = [a._tangent if isinstance(a, Tensor) else None for a in args]
+    State.forward_ad -= 1  # tangent arithmetic carries no tangents of its own
+    try:
+        tan = op.jvp(_Primals(op, args, out, params), tangents)
+    finally:
+        State.forward_ad += 1
+    if tan is not None and tan._data.shape != out._data.shape:
+        tan = tan.broadcast_to(out._data.shape)
+    out._tangent = tan
+    if out._node is not None:
+        out._node.out_tangent = tan

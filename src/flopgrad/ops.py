@@ -1,0 +1,597 @@
+"""The primitive op registry: flopgrad's single table of derivative and cost rules.
+
+Each primitive is declared once with
+- `forward(*arrays, *params)` on backend arrays,
+- `vjp(node, g, i)`: the gradient for input slot `i`, written with flopgrad ops so the
+  backward pass is itself a sequence of counted (and differentiable) primitives,
+- `jvp(primals, tangents)`: the output tangent (forward mode), also with flopgrad ops,
+- `uses`: for each input slot, which values its gradient needs (input indices; -1 is the
+  output). Only those are saved for backward, so saved memory is exact.
+- `cost(out_shape, in_shapes, params) -> (tensor_flops, other_flops, transcendentals)`;
+  bytes read and written are counted centrally from the arrays (zero for views).
+
+The engine reduces a gradient to its input's shape when broadcasting made it larger, so
+the vjps below return gradients in the shape of the output's broadcast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import special
+
+from flopgrad import dispatch as D
+
+REGISTRY: dict[str, Op] = {}
+
+
+@dataclass(eq=False)
+class Op:
+    """A primitive: its forward, derivative rules, saved values and cost formula."""
+
+    name: str
+    forward: Callable
+    vjp: Callable | None = None
+    jvp: Callable | None = None
+    uses: tuple = ()
+    cost: Callable = field(default=lambda out, ins, params: (0, 0, 0))
+    view: bool = False  # output aliases the input: no bytes moved, no FLOPs
+    unknown_cost: bool = False  # a user Function that declared no cost
+
+    def __repr__(self) -> str:
+        return f"Op({self.name})"
+
+
+def prim(name: str, forward: Callable, **kw) -> Op:
+    """Declare a primitive and enter it in the registry."""
+    op = Op(name, forward, **kw)
+    REGISTRY.setdefault(name, op)
+    return op
+
+
+def size(shape) -> int:
+    return math.prod(shape)
+
+
+def _ew(k: int = 1, transcendental: int = 0) -> Callable:
+    """Cost of an elementwise op: k FLOPs per output element (transcendentals included)."""
+    return lambda out, ins, p: (0, k * size(out), transcendental * size(out))
+
+
+def _call(op: Op, *args, params: tuple = ()):
+    return D.apply(op, args, params)
+
+
+def _tadd(*terms):
+    """Sum of tangent terms, skipping the absent (zero) ones."""
+    total = None
+    for t in terms:
+        if t is not None:
+            total = t if total is None else total + t
+    return total
+
+
+# ---------------------------------------------------------------- elementwise binary
+
+ADD = prim(
+    "add", np.add, uses=((), ()), cost=_ew(),
+    vjp=lambda n, g, i: g,
+    jvp=lambda p, t: _tadd(t[0], t[1]),
+)
+SUB = prim(
+    "sub", np.subtract, uses=((), ()), cost=_ew(),
+    vjp=lambda n, g, i: g if i == 0 else -g,
+    jvp=lambda p, t: _tadd(t[0], None if t[1] is None else -t[1]),
+)
+MUL = prim(
+    "mul", np.multiply, uses=((1,), (0,)), cost=_ew(),
+    vjp=lambda n, g, i: g * n.saved[1 - i],
+    jvp=lambda p, t: _tadd(
+        None if t[0] is None else t[0] * p.saved[1],
+        None if t[1] is None else p.saved[0] * t[1],
+    ),
+)
+DIV = prim(
+    "div", np.true_divide, uses=((1,), (0, 1)), cost=_ew(),
+    vjp=lambda n, g, i: g / n.saved[1] if i == 0 else -g * n.saved[0] / (n.saved[1] * n.saved[1]),
+    jvp=lambda p, t: _tadd(
+        None if t[0] is None else t[0] / p.saved[1],
+        None if t[1] is None else -t[1] * p.out() / p.saved[1],
+    ),
+)
+
+
+def _pow_vjp(n, g, i):
+    x, y = n.saved
+    if i == 0:
+        return g * y * x ** (y - 1)
+    safe_log = _call(WHERE, x == 0, 0.0, _call(LOG, _call(WHERE, x == 0, 1.0, x)))
+    return g * n.out() * safe_log
+
+
+def _pow_jvp(p, t):
+    x, y = p.saved
+    tx = None if t[0] is None else t[0] * y * x ** (y - 1)
+    ty = None
+    if t[1] is not None:
+        ty = t[1] * p.out() * _call(WHERE, x == 0, 0.0, _call(LOG, _call(WHERE, x == 0, 1.0, x)))
+    return _tadd(tx, ty)
+
+
+POW = prim("pow", np.power, uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1), vjp=_pow_vjp, jvp=_pow_jvp)
+
+
+def _ties(n, i):
+    """Where input i wins a maximum/minimum: 1, 0.5 on a tie (PyTorch's split), else 0."""
+    x, y = n.saved
+    wins = (x > y) if (n.op is MAXIMUM) == (i == 0) else (x < y)
+    return _call(WHERE, wins, 1.0, _call(WHERE, x == y, 0.5, 0.0))
+
+
+def _minmax_jvp(p, t):
+    return _tadd(*(None if ti is None else ti * _ties(p, i) for i, ti in enumerate(t)))
+
+
+def _minmax_vjp(n, g, i):
+    return g * _ties(n, i)
+
+
+MAXIMUM = prim("maximum", np.maximum, uses=((0, 1), (0, 1)), cost=_ew(),
+               vjp=_minmax_vjp, jvp=_minmax_jvp)
+MINIMUM = prim("minimum", np.minimum, uses=((0, 1), (0, 1)), cost=_ew(),
+               vjp=_minmax_vjp, jvp=_minmax_jvp)
+
+
+# comparisons and logic: no gradient
+EQ = prim("eq", np.equal, cost=_ew())
+NE = prim("ne", np.not_equal, cost=_ew())
+LT = prim("lt", np.less, cost=_ew())
+LE = prim("le", np.less_equal, cost=_ew())
+GT = prim("gt", np.greater, cost=_ew())
+GE = prim("ge", np.greater_equal, cost=_ew())
+LOGICAL_AND = prim("logical_and", np.logical_and, cost=_ew())
+LOGICAL_OR = prim("logical_or", np.logical_or, cost=_ew())
+LOGICAL_NOT = prim("logical_not", np.logical_not, cost=_ew())
+SIGN = prim("sign", np.sign, cost=_ew())
+
+
+def _where_fwd(c, x, y):
+    return np.where(c, x, y)
+
+
+def _where_jvp(p, t):
+    c = p.saved[0]
+    tx = None if t[1] is None else _call(WHERE, c, t[1], 0.0)
+    ty = None if t[2] is None else _call(WHERE, c, 0.0, t[2])
+    return _tadd(tx, ty)
+
+
+WHERE = prim(
+    "where", _where_fwd, uses=((), (0,), (0,)),
+    vjp=lambda n, g, i: _call(WHERE, n.saved[0], g, 0.0) if i == 1 else _call(
+        WHERE, n.saved[0], 0.0, g),
+    jvp=_where_jvp,
+)
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+def _unary(name, fwd, uses, deriv, transcendental=0, k=1):
+    """A unary op whose vjp and jvp both multiply by the local derivative `deriv(node)`."""
+    return prim(
+        name, fwd, uses=(uses,), cost=_ew(k, transcendental),
+        vjp=lambda n, g, i: g * deriv(n),
+        jvp=lambda p, t: t[0] * deriv(p),
+    )
+
+
+NEG = prim("neg", np.negative, uses=((),), cost=_ew(),
+           vjp=lambda n, g, i: -g, jvp=lambda p, t: -t[0])
+EXP = _unary("exp", np.exp, (-1,), lambda n: n.out(), 1)
+LOG = _unary("log", np.log, (0,), lambda n: 1.0 / n.saved[0], 1)
+LOG1P = _unary("log1p", np.log1p, (0,), lambda n: 1.0 / (n.saved[0] + 1.0), 1)
+SQRT = _unary("sqrt", np.sqrt, (-1,), lambda n: 0.5 / n.out(), 1)
+ABS = _unary("abs", np.abs, (0,), lambda n: _call(SIGN, n.saved[0]))
+SIN = _unary("sin", np.sin, (0,), lambda n: _call(COS, n.saved[0]), 1)
+COS = _unary("cos", np.cos, (0,), lambda n: -_call(SIN, n.saved[0]), 1)
+TANH = _unary("tanh", np.tanh, (-1,), lambda n: 1.0 - n.out() * n.out(), 1)
+SIGMOID = _unary("sigmoid", special.expit, (-1,), lambda n: n.out() * (1.0 - n.out()), 1)
+ERF = _unary("erf", special.erf, (0,),
+             lambda n: (2.0 / math.sqrt(math.pi)) * _call(EXP, -(n.saved[0] * n.saved[0])), 1)
+
+
+def _relu_fwd(x):
+    return np.maximum(x, 0, dtype=x.dtype) if x.dtype.kind == "f" else np.maximum(x, 0)
+
+
+RELU = prim(
+    "relu", _relu_fwd, uses=((-1,),), cost=_ew(),
+    vjp=lambda n, g, i: _call(WHERE, n.out() > 0, g, 0.0),
+    jvp=lambda p, t: _call(WHERE, p.out() > 0, t[0], 0.0),
+)
+
+
+def _pow_scalar_fwd(x, e):
+    return np.power(x, e, dtype=x.dtype) if x.dtype.kind == "f" else np.power(x, e)
+
+
+def _pow_scalar_deriv(n):
+    x, e = n.saved[0], n.params[0]
+    if e == 2:
+        return 2.0 * x
+    return e * _call(POW_SCALAR, x, params=(e - 1,))
+
+
+POW_SCALAR = prim(
+    "pow_scalar", _pow_scalar_fwd, uses=((0,),),
+    cost=lambda out, ins, p: (0, size(out), 0 if float(p[0]).is_integer() else size(out)),
+    vjp=lambda n, g, i: g * _pow_scalar_deriv(n),
+    jvp=lambda p, t: t[0] * _pow_scalar_deriv(p),
+)
+
+
+def _clamp_fwd(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+def _clamp_mask(n):
+    x, (lo, hi) = n.saved[0], n.params
+    inside = None
+    if lo is not None:
+        inside = x >= lo
+    if hi is not None:
+        inside = (x <= hi) if inside is None else _call(LOGICAL_AND, inside, x <= hi)
+    return inside
+
+
+CLAMP = prim(
+    "clamp", _clamp_fwd, uses=((0,),), cost=_ew(),
+    vjp=lambda n, g, i: g if _clamp_mask(n) is None else _call(WHERE, _clamp_mask(n), g, 0.0),
+    jvp=lambda p, t: t[0] if _clamp_mask(p) is None else _call(WHERE, _clamp_mask(p), t[0], 0.0),
+)
+
+
+def _cast_fwd(x, dtype, from_dtype):
+    return x.astype(dtype, copy=False)
+
+
+CAST = prim(
+    "cast", _cast_fwd, uses=((),), cost=_ew(0),
+    vjp=lambda n, g, i: _call(CAST, g, params=n.params[::-1]),
+    jvp=lambda p, t: _call(CAST, t[0], params=p.params),
+)
+
+
+# ---------------------------------------------------------------- reductions
+
+def _reduce_cost(out, ins, p):
+    return (0, size(ins[0]) - size(out), 0)
+
+
+def _keepdims_shape(in_shape, axes):
+    if axes is None:
+        return (1,) * len(in_shape)
+    return tuple(1 if d in axes else s for d, s in enumerate(in_shape))
+
+
+def _unreduce(n, g):
+    """Broadcast a reduction's output gradient back over the reduced axes."""
+    in_shape = n.in_shapes[0]
+    axes, keepdims = n.params
+    if not keepdims:
+        g = g.reshape(_keepdims_shape(in_shape, axes))
+    return g.broadcast_to(in_shape)
+
+
+def _sum_fwd(x, axes, keepdims):
+    return np.sum(x, axis=axes, keepdims=keepdims)
+
+
+SUM = prim(
+    "sum", _sum_fwd, uses=((),), cost=_reduce_cost,
+    vjp=lambda n, g, i: _unreduce(n, g),
+    jvp=lambda p, t: _call(SUM, t[0], params=p.params),
+)
+
+
+def _extreme_weights(n):
+    """Where the input attains the max (or min): weights summing to 1 over ties."""
+    x = n.saved[0]
+    axes = n.params[0]
+    out = n.out()
+    if not n.params[1]:
+        out = out.reshape(_keepdims_shape(x.shape, axes))
+    hit = _call(CAST, x == out, params=(x._data.dtype, np.dtype(bool)))
+    return hit / _call(SUM, hit, params=(axes, True))
+
+
+def _extreme_vjp(n, g, i):
+    return _unreduce(n, g) * _extreme_weights(n)
+
+
+def _extreme_jvp(p, t):
+    return _call(SUM, t[0] * _extreme_weights(p), params=p.params)
+
+
+AMAX = prim("amax", lambda x, axes, keepdims: np.amax(x, axis=axes, keepdims=keepdims),
+            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp)
+AMIN = prim("amin", lambda x, axes, keepdims: np.amin(x, axis=axes, keepdims=keepdims),
+            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp)
+
+
+def _prod_others_fwd(x, axes):
+    """Product of every other element of each reduced group (exact when x has zeros)."""
+    axes = tuple(range(x.ndim)) if axes is None else axes
+    keep = [d for d in range(x.ndim) if d not in axes]
+    moved = np.transpose(x, keep + list(axes))
+    flat = moved.reshape(moved.shape[: len(keep)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = (left * right).reshape(moved.shape)
+    return np.transpose(others, np.argsort(keep + list(axes)))
+
+
+def _no_higher_order(name):
+    def vjp(n, g, i):
+        raise NotImplementedError(
+            f"{name}: higher-order gradients of prod are not implemented; "
+            "take first-order gradients only, or write prod as exp(sum(log(x))) for x > 0")
+    return vjp
+
+
+PROD_OTHERS = prim("prod_others", _prod_others_fwd, uses=((),), cost=_ew(3),
+                   vjp=_no_higher_order("prod"))
+PROD = prim(
+    "prod", lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
+    uses=((0,),), cost=_reduce_cost,
+    vjp=lambda n, g, i: _unreduce(n, g) * _call(PROD_OTHERS, n.saved[0], params=(n.params[0],)),
+    jvp=lambda p, t: _call(
+        SUM, t[0] * _call(PROD_OTHERS, p.saved[0], params=(p.params[0],)), params=p.params),
+)
+
+
+def _cumsum_vjp(n, g, i):
+    axis = n.params[0]
+    return _call(FLIP, _call(CUMSUM, _call(FLIP, g, params=((axis,),)), params=(axis,)),
+                 params=((axis,),))
+
+
+CUMSUM = prim(
+    "cumsum", lambda x, axis: np.cumsum(x, axis=axis), uses=((),),
+    cost=lambda out, ins, p: (0, size(out) - size(out) // max(out[p[0]], 1) if out else 0, 0),
+    vjp=_cumsum_vjp,
+    jvp=lambda p, t: _call(CUMSUM, t[0], params=p.params),
+)
+
+ARGMAX = prim("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
+              cost=_reduce_cost)
+ARGMIN = prim("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
+              cost=_reduce_cost)
+
+
+# ---------------------------------------------------------------- contractions
+
+def _matmul_fwd(a, b):
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
+    return np.matmul(a, b)
+
+
+def _matmul_cost(out, ins, p):
+    return (2 * size(out) * ins[0][-1], 0, 0)
+
+
+MATMUL = prim(
+    "matmul", _matmul_fwd, uses=((1,), (0,)), cost=_matmul_cost,
+    vjp=lambda n, g, i: g @ n.saved[1].swapaxes(-1, -2) if i == 0 else
+    n.saved[0].swapaxes(-1, -2) @ g,
+    jvp=lambda p, t: _tadd(
+        None if t[0] is None else t[0] @ p.saved[1],
+        None if t[1] is None else p.saved[0] @ t[1],
+    ),
+)
+
+
+def _einsum_sizes(spec, in_shapes):
+    sizes = {}
+    for sub, shape in zip(spec.split("->")[0].split(","), in_shapes, strict=True):
+        for c, s in zip(sub, shape, strict=True):
+            sizes[c] = s
+    return sizes
+
+
+def _einsum_cost(out, ins, p):
+    spec = p[0]
+    lhs, rhs = spec.split("->")
+    sizes = _einsum_sizes(spec, ins)
+    everything = size(sizes.values())
+    contracted = set(lhs.replace(",", "")) - set(rhs)
+    if len(ins) == 2 and contracted:
+        return (2 * everything, 0, 0)
+    return (0, everything if len(ins) == 2 else everything - size(out), 0)
+
+
+def _einsum_vjp(n, g, i):
+    lhs, rhs = n.params[0].split("->")
+    subs = lhs.split(",")
+    target = subs[i]
+    shape = n.in_shapes[i]
+    others = [(s, n.saved[j]) for j, s in enumerate(subs) if j != i]
+    have = set(rhs).union(*(set(s) for s, _ in others))
+    present = "".join(c for c in target if c in have)
+    spec = ",".join([rhs] + [s for s, _ in others]) + "->" + present
+    grad = _call(EINSUM, g, *(t for _, t in others), params=(spec,))
+    if present != target:  # an index summed away within operand i alone: broadcast back
+        sizes = dict(zip(target, shape, strict=True))
+        grad = grad.reshape(tuple(sizes[c] if c in have else 1 for c in target))
+        grad = grad.broadcast_to(shape)
+    return grad
+
+
+def _einsum_jvp(p, t):
+    lhs, rhs = p.params[0].split("->")
+    terms = []
+    for i, ti in enumerate(t):
+        if ti is not None:
+            args = list(p.saved)
+            args[i] = ti
+            terms.append(_call(EINSUM, *args, params=p.params))
+    return _tadd(*terms)
+
+
+def _einsum_uses(k):
+    return tuple(tuple(j for j in range(k) if j != i) for i in range(k))
+
+
+EINSUM = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1], optimize=len(a) > 2),
+              uses=_einsum_uses(2), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
+EINSUM1 = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1]),
+               uses=_einsum_uses(1), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
+
+
+# ---------------------------------------------------------------- shape and movement
+
+def _reshape_fwd(x, shape):
+    return np.reshape(x, shape)
+
+
+RESHAPE = prim(
+    "reshape", _reshape_fwd, uses=((),), view=True,
+    vjp=lambda n, g, i: g.reshape(n.in_shapes[0]),
+    jvp=lambda p, t: t[0].reshape(p.params[0]),
+)
+PERMUTE = prim(
+    "permute", lambda x, axes: np.transpose(x, axes), uses=((),), view=True,
+    vjp=lambda n, g, i: _call(PERMUTE, g, params=(tuple(np.argsort(n.params[0])),)),
+    jvp=lambda p, t: _call(PERMUTE, t[0], params=p.params),
+)
+EXPAND = prim(
+    "expand", lambda x, shape: np.broadcast_to(x, shape), uses=((),), view=True,
+    vjp=lambda n, g, i: g,  # the engine sums it back to the input's shape
+    jvp=lambda p, t: t[0].broadcast_to(p.params[0]),
+)
+FLIP = prim(
+    "flip", lambda x, axes: np.flip(x, axes), uses=((),), view=True,
+    vjp=lambda n, g, i: _call(FLIP, g, params=n.params),
+    jvp=lambda p, t: _call(FLIP, t[0], params=p.params),
+)
+ROLL = prim(
+    "roll", lambda x, shifts, axes: np.roll(x, shifts, axes), uses=((),),
+    vjp=lambda n, g, i: _call(ROLL, g, params=(tuple(-s for s in n.params[0]), n.params[1])),
+    jvp=lambda p, t: _call(ROLL, t[0], params=p.params),
+)
+
+
+def _index_fwd(x, idx):
+    return x[idx]
+
+
+def _index_put_fwd(v, shape, idx, advanced):
+    out = np.zeros(shape, dtype=v.dtype)
+    if advanced:
+        np.add.at(out, idx, v)
+    else:
+        out[idx] = v
+    return out
+
+
+def _index_vjp(n, g, i):
+    return _call(INDEX_PUT, g, params=(n.in_shapes[0], n.params[0], n.op is INDEX))
+
+
+# basic indexing (ints, slices, None, Ellipsis) is a view; integer/boolean arrays copy
+GETITEM = prim(
+    "getitem", _index_fwd, uses=((),), view=True, vjp=_index_vjp,
+    jvp=lambda p, t: _call(GETITEM, t[0], params=p.params),
+)
+INDEX = prim(
+    "index", _index_fwd, uses=((),), vjp=_index_vjp,
+    jvp=lambda p, t: _call(INDEX, t[0], params=p.params),
+)
+INDEX_PUT = prim(
+    "index_put", _index_put_fwd, uses=((),),
+    cost=lambda out, ins, p: (0, size(ins[0]) if p[2] else 0, 0),
+    vjp=lambda n, g, i: _call(INDEX if n.params[2] else GETITEM, g, params=(n.params[1],)),
+    jvp=lambda p, t: _call(INDEX_PUT, t[0], params=p.params),
+)
+
+
+def _cat_fwd(*a):
+    return np.concatenate(a[:-1], axis=a[-1])
+
+
+def _cat_vjp(n, g, i):
+    axis = n.params[0]
+    start = sum(s[axis] for s in n.in_shapes[:i])
+    idx = (slice(None),) * axis + (slice(start, start + n.in_shapes[i][axis]),)
+    return _call(GETITEM, g, params=(idx,))
+
+
+def _cat_jvp(p, t):
+    parts = [ti if ti is not None else _zeros_like(x) for x, ti in zip(p.saved, t, strict=True)]
+    return _call(CAT, *parts, params=p.params)
+
+
+def _zeros_like(x):
+    return D.Tensor(np.zeros(np.shape(D._data(x)), dtype=np.result_type(D._data(x))))
+
+
+CAT = prim("cat", _cat_fwd, uses=(), vjp=_cat_vjp, jvp=_cat_jvp)
+
+
+def _pad_fwd(x, widths, value):
+    return np.pad(x, widths, constant_values=value)
+
+
+def _pad_vjp(n, g, i):
+    idx = tuple(slice(lo, lo + s) for (lo, _), s in zip(n.params[0], n.in_shapes[0], strict=True))
+    return _call(GETITEM, g, params=(idx,))
+
+
+PAD = prim(
+    "pad", _pad_fwd, uses=((),), vjp=_pad_vjp,
+    jvp=lambda p, t: _call(PAD, t[0], params=(p.params[0], 0)),
+)
+
+
+# ---------------------------------------------------------------- sliding windows (conv, pool)
+
+def _unfold_fwd(x, kh, kw, stride, dilation):
+    """(N, C, H, W) -> (N, C, kh, kw, Ho, Wo): every window, copied out (im2col)."""
+    sh, sw = stride
+    dh, dw = dilation
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    win = sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, Ho, Wo, kh, kw)
+    return np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
+
+
+def _fold_fwd(cols, in_shape, kh, kw, stride, dilation):
+    """Adjoint of unfold: add every window back into an (N, C, H, W) array."""
+    sh, sw = stride
+    dh, dw = dilation
+    out = np.zeros(in_shape, dtype=cols.dtype)
+    ho, wo = cols.shape[4], cols.shape[5]
+    for i in range(kh):
+        for j in range(kw):
+            r, c = i * dh, j * dw
+            out[:, :, r: r + sh * (ho - 1) + 1: sh, c: c + sw * (wo - 1) + 1: sw] += cols[:, :, i, j]
+    return out
+
+
+UNFOLD = prim(
+    "unfold", _unfold_fwd, uses=((),),
+    vjp=lambda n, g, i: _call(FOLD, g, params=(n.in_shapes[0],) + n.params),
+    jvp=lambda p, t: _call(UNFOLD, t[0], params=p.params),
+)
+FOLD = prim(
+    "fold", _fold_fwd, uses=((),),
+    cost=lambda out, ins, p: (0, size(ins[0]), 0),
+    vjp=lambda n, g, i: _call(UNFOLD, g, params=n.params[1:]),
+    jvp=lambda p, t: _call(FOLD, t[0], params=p.params),
+)

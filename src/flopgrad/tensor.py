@@ -1,0 +1,1021 @@
+"""Tensor: the user-facing array. Every operator delegates to a primitive via dispatch."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from flopgrad import dispatch
+from flopgrad import ops as O
+from flopgrad.dispatch import State, apply
+
+DTYPES = {
+    "float16": np.float16, "half": np.float16, "float32": np.float32, "float": np.float32,
+    "float64": np.float64, "double": np.float64, "int8": np.int8, "int16": np.int16,
+    "int32": np.int32, "int64": np.int64, "long": np.int64, "uint8": np.uint8, "bool": np.bool_,
+}
+float16, float32, float64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+int32, int64, bool_ = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.bool_)
+
+_DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+def as_dtype(dtype) -> np.dtype | None:
+    """Normalise a dtype given as a NumPy dtype, a type, or a name ("float32", "double")."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise TypeError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+        return np.dtype(DTYPES[dtype])
+    if dtype is float:
+        return _DEFAULT_FLOAT
+    return np.dtype(dtype)
+
+
+def _dims(dim, axis, ndim: int, name: str):
+    """Resolve PyTorch's `dim` or NumPy's `axis` into a sorted tuple of non-negative axes."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{name}: pass either dim or axis, not both")
+        dim = axis
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"{name}: dim {d} is out of range for a tensor with {ndim} dims")
+        out.append(d % max(ndim, 1))
+    return tuple(sorted(out))
+
+
+def _keep(keepdim, keepdims) -> bool:
+    return bool(keepdims) if keepdims is not None else bool(keepdim)
+
+
+def _one_dim(dim, axis, ndim, name) -> int:
+    dims = _dims(dim, axis, ndim, name)
+    if dims is None or len(dims) != 1:
+        raise TypeError(f"{name}: needs exactly one dim")
+    return dims[0]
+
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it for differentiation.
+
+    >>> import flopgrad as fg
+    >>> x = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    __slots__ = ("_data", "_node", "requires_grad", "grad", "_tangent", "_version", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars and arrays defer to our operators
+
+    def __init__(self, data: Any, dtype=None, requires_grad: bool = False):
+        arr = _to_array(data, as_dtype(dtype))
+        self._data = arr
+        self._node = None
+        self._tangent = None
+        self._version = [0]
+        self.grad = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def shape(self) -> tuple:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        """Number of dimensions (PyTorch's name)."""
+        return self._data.ndim
+
+    def size(self, dim: int | None = None):
+        """Shape, or the length of one dim: `x.size(0)`."""
+        return self._data.shape if dim is None else self._data.shape[dim]
+
+    def numel(self) -> int:
+        """Number of elements."""
+        return self._data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def data(self) -> Tensor:
+        """The same values, detached from the graph (shares memory, like PyTorch's `.data`)."""
+        return self.detach()
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> Tensor:
+        return self.swapaxes(-1, -2)
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        """The underlying NumPy array (shared, not copied). Fails if the tensor needs grad."""
+        if self.requires_grad:
+            raise RuntimeError(
+                "numpy(): this tensor requires grad; call tensor.detach().numpy() instead")
+        return self._data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            raise ValueError(f"item(): tensor has {self._data.size} elements, not 1")
+        return self._data.item()
+
+    def tolist(self):
+        """Nested Python lists of the values."""
+        return self._data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's values and version counter, outside the graph."""
+        t = Tensor.__new__(Tensor)
+        t._data, t._node, t._tangent, t.grad = self._data, None, None, None
+        t._version = self._version
+        t.requires_grad = False
+        return t
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Mark a leaf tensor as needing gradients (in place); returns self."""
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise TypeError(
+                f"requires_grad=True needs a floating-point tensor, got dtype {self._data.dtype}; "
+                "convert first, e.g. x.float()")
+        if not requires_grad and self._node is not None:
+            raise RuntimeError("requires_grad_(False) only works on leaf tensors; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory; gradients flow back to the original."""
+        return self + 0 if self._data.dtype.kind != "b" else Tensor(self._data.copy())
+
+    def contiguous(self) -> Tensor:
+        """Returns self: NumPy handles strides."""
+        return self
+
+    def to(self, dtype=None, device: str | None = None) -> Tensor:
+        """Cast to `dtype` (differentiable); `device` may only be "cpu" for now."""
+        if isinstance(dtype, str) and dtype in ("cpu",):
+            dtype, device = None, dtype
+        if device not in (None, "cpu"):
+            raise ValueError(f"to(): unknown device {device!r}; flopgrad runs on 'cpu'")
+        dt = as_dtype(dtype)
+        if dt is None or dt == self._data.dtype:
+            return self
+        return apply(O.CAST, (self,), (dt, self._data.dtype))
+
+    def type(self, dtype) -> Tensor:
+        """Cast to `dtype`."""
+        return self.to(dtype)
+
+    def float(self) -> Tensor:
+        """Cast to float32."""
+        return self.to(np.float32)
+
+    def double(self) -> Tensor:
+        """Cast to float64."""
+        return self.to(np.float64)
+
+    def half(self) -> Tensor:
+        """Cast to float16."""
+        return self.to(np.float16)
+
+    def long(self) -> Tensor:
+        """Cast to int64."""
+        return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        """Cast to int32."""
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        """Cast to bool."""
+        return self.to(np.bool_)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._data, separator=", ", prefix="tensor(", threshold=200)
+        extras = []
+        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype={self._data.dtype}")
+        if self._node is not None:
+            extras.append(f"grad_fn={self._node!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def __float__(self) -> float:
+        return float(self._data)
+
+    def __int__(self) -> int:
+        return int(self._data)
+
+    def __index__(self) -> int:
+        return int(self._data)
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (PyTorch semantics)."""
+        from flopgrad.autograd import backward
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph,
+                 inputs=inputs)
+
+    def retain_grad(self) -> None:
+        """Not needed in flopgrad: use fg.grad(output, [tensor]) for non-leaf gradients."""
+        raise NotImplementedError(
+            "retain_grad(): use fg.grad(loss, [tensor]) to get a non-leaf tensor's gradient")
+
+    # ------------------------------------------------------------ in place (no graph)
+    def _inplace(self, values: np.ndarray) -> Tensor:
+        if State.grad_enabled and self.requires_grad:
+            raise RuntimeError(
+                "in-place update of a tensor that requires grad; wrap it in `with fg.no_grad():` "
+                "(as optimizers do) or use the out-of-place op")
+        self._data[...] = values
+        self._version[0] += 1
+        return self
+
+    def add_(self, other, alpha: float = 1) -> Tensor:
+        """In-place `self += alpha * other`."""
+        o = _data_of(other)
+        return self._inplace(self._data + (o * alpha if alpha != 1 else o))
+
+    def sub_(self, other, alpha: float = 1) -> Tensor:
+        """In-place `self -= alpha * other`."""
+        o = _data_of(other)
+        return self._inplace(self._data - (o * alpha if alpha != 1 else o))
+
+    def mul_(self, other) -> Tensor:
+        """In-place `self *= other`."""
+        return self._inplace(self._data * _data_of(other))
+
+    def div_(self, other) -> Tensor:
+        """In-place `self /= other`."""
+        return self._inplace(self._data / _data_of(other))
+
+    def zero_(self) -> Tensor:
+        """In-place fill with zeros."""
+        return self._inplace(0)
+
+    def fill_(self, value) -> Tensor:
+        """In-place fill with `value`."""
+        return self._inplace(value)
+
+    def copy_(self, src) -> Tensor:
+        """In-place copy of `src`'s values (broadcast to this shape)."""
+        return self._inplace(_data_of(src))
+
+    def __setitem__(self, idx, value) -> None:
+        if State.grad_enabled and self.requires_grad:
+            raise RuntimeError(
+                "item assignment to a tensor that requires grad is not differentiable; "
+                "use fg.where, masked_fill or index_put style ops, or assign under fg.no_grad()")
+        self._data[_index_arg(idx)] = _data_of(value)
+        self._version[0] += 1
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, o):
+        return apply(O.ADD, (self, o))
+
+    def __radd__(self, o):
+        return apply(O.ADD, (o, self))
+
+    def __sub__(self, o):
+        return apply(O.SUB, (self, o))
+
+    def __rsub__(self, o):
+        return apply(O.SUB, (o, self))
+
+    def __mul__(self, o):
+        return apply(O.MUL, (self, o))
+
+    def __rmul__(self, o):
+        return apply(O.MUL, (o, self))
+
+    def __truediv__(self, o):
+        return apply(O.DIV, (self, o))
+
+    def __rtruediv__(self, o):
+        return apply(O.DIV, (o, self))
+
+    def __pow__(self, o):
+        if isinstance(o, int | float | np.number):
+            return apply(O.POW_SCALAR, (self,), (o,))
+        return apply(O.POW, (self, o))
+
+    def __rpow__(self, o):
+        return apply(O.POW, (o, self))
+
+    def __neg__(self):
+        return apply(O.NEG, (self,))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return apply(O.ABS, (self,))
+
+    def __matmul__(self, o):
+        return matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return matmul(o, self)
+
+    def __eq__(self, o):  # type: ignore[override]
+        return apply(O.EQ, (self, o))
+
+    def __ne__(self, o):  # type: ignore[override]
+        return apply(O.NE, (self, o))
+
+    def __lt__(self, o):
+        return apply(O.LT, (self, o))
+
+    def __le__(self, o):
+        return apply(O.LE, (self, o))
+
+    def __gt__(self, o):
+        return apply(O.GT, (self, o))
+
+    def __ge__(self, o):
+        return apply(O.GE, (self, o))
+
+    def __and__(self, o):
+        return apply(O.LOGICAL_AND, (self, o))
+
+    def __or__(self, o):
+        return apply(O.LOGICAL_OR, (self, o))
+
+    def __invert__(self):
+        return apply(O.LOGICAL_NOT, (self,))
+
+    def __getitem__(self, idx):
+        idx = _index_arg(idx)
+        return apply(O.INDEX if _is_advanced(idx) else O.GETITEM, (self,), (idx,))
+
+    # ------------------------------------------------------------ named elementwise ops
+    def add(self, o, alpha: float = 1):
+        """self + alpha * o."""
+        return self + (o * alpha if alpha != 1 else o)
+
+    def sub(self, o, alpha: float = 1):
+        """self - alpha * o."""
+        return self - (o * alpha if alpha != 1 else o)
+
+    def mul(self, o):
+        """Elementwise product."""
+        return self * o
+
+    def div(self, o):
+        """Elementwise quotient."""
+        return self / o
+
+    def pow(self, o):
+        """Elementwise power (scalar or tensor exponent)."""
+        return self ** o
+
+    def neg(self):
+        """-self."""
+        return -self
+
+    def exp(self):
+        """e**x."""
+        return apply(O.EXP, (self,))
+
+    def log(self):
+        """Natural logarithm (log(0) = -inf, log(x<0) = nan, as in PyTorch)."""
+        return apply(O.LOG, (self,))
+
+    def log1p(self):
+        """log(1 + x), accurate near 0."""
+        return apply(O.LOG1P, (self,))
+
+    def sqrt(self):
+        """Square root."""
+        return apply(O.SQRT, (self,))
+
+    def rsqrt(self):
+        """1 / sqrt(x)."""
+        return apply(O.POW_SCALAR, (self,), (-0.5,))
+
+    def abs(self):
+        """|x| (gradient 0 at 0, as in PyTorch)."""
+        return apply(O.ABS, (self,))
+
+    def sign(self):
+        """-1, 0 or 1 (no gradient)."""
+        return apply(O.SIGN, (self,))
+
+    def sin(self):
+        """Sine."""
+        return apply(O.SIN, (self,))
+
+    def cos(self):
+        """Cosine."""
+        return apply(O.COS, (self,))
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        return apply(O.TANH, (self,))
+
+    def sigmoid(self):
+        """1 / (1 + exp(-x))."""
+        return apply(O.SIGMOID, (self,))
+
+    def relu(self):
+        """max(x, 0)."""
+        return apply(O.RELU, (self,))
+
+    def erf(self):
+        """The error function."""
+        return apply(O.ERF, (self,))
+
+    def square(self):
+        """x ** 2."""
+        return apply(O.POW_SCALAR, (self,), (2,))
+
+    def clamp(self, min=None, max=None):
+        """Clip into [min, max]; the gradient is 1 inside (bounds included), 0 outside."""
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self
+            if min is not None:
+                out = maximum(out, min)
+            if max is not None:
+                out = minimum(out, max)
+            return out
+        if min is None and max is None:
+            raise ValueError("clamp: give at least one of min and max")
+        return apply(O.CLAMP, (self,), (min, max))
+
+    clip = clamp
+
+    def maximum(self, o):
+        """Elementwise max (ties split the gradient evenly, as in PyTorch)."""
+        return maximum(self, o)
+
+    def minimum(self, o):
+        """Elementwise min."""
+        return minimum(self, o)
+
+    def masked_fill(self, mask, value):
+        """Replace entries where `mask` is True by `value`."""
+        return where(mask, value, self)
+
+    def where(self, cond, other):
+        """self where cond else other (PyTorch's Tensor.where)."""
+        return where(cond, self, other)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+        """Sum over `dim` (all dims by default)."""
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype.kind == "b":
+            x = x.long()
+        return apply(O.SUM, (x,), (_dims(dim, axis, x.ndim, "sum"), _keep(keepdim, keepdims)))
+
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+        """Arithmetic mean over `dim`."""
+        x = self if dtype is None else self.to(dtype)
+        dims = _dims(dim, axis, x.ndim, "mean")
+        n = _count(x.shape, dims)
+        return x.sum(dims, _keep(keepdim, keepdims)) / n
+
+    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+            keepdims=None):
+        """Variance with Bessel's correction by default (PyTorch: correction=1)."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        dims = _dims(dim, axis, self.ndim, "var")
+        n = _count(self.shape, dims)
+        centered = self - self.mean(dims, keepdim=True)
+        return (centered * centered).sum(dims, _keep(keepdim, keepdims)) / builtins.max(
+            n - correction, 0)
+
+    def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+            keepdims=None):
+        """Standard deviation (square root of var)."""
+        return self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
+                        keepdims=keepdims).sqrt()
+
+    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Product over `dim` (exact gradients even with zeros)."""
+        return apply(O.PROD, (self,), (_dims(dim, axis, self.ndim, "prod"),
+                                       _keep(keepdim, keepdims)))
+
+    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Maximum over `dim`; tied maxima share the gradient evenly."""
+        return apply(O.AMAX, (self,), (_dims(dim, axis, self.ndim, "amax"),
+                                       _keep(keepdim, keepdims)))
+
+    def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Minimum over `dim`; tied minima share the gradient evenly."""
+        return apply(O.AMIN, (self,), (_dims(dim, axis, self.ndim, "amin"),
+                                       _keep(keepdim, keepdims)))
+
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch."""
+        return self._extreme(dim, keepdim, axis, keepdims, O.AMAX, O.ARGMAX, "max")
+
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch."""
+        return self._extreme(dim, keepdim, axis, keepdims, O.AMIN, O.ARGMIN, "min")
+
+    def _extreme(self, dim, keepdim, axis, keepdims, reduce_op, arg_op, name):
+        if isinstance(dim, Tensor):  # torch.max(a, b) spelled as a.max(b)
+            return maximum(self, dim) if name == "max" else minimum(self, dim)
+        if dim is None and axis is None:
+            return apply(reduce_op, (self,), (None, False))
+        d = _one_dim(dim, axis, self.ndim, name)
+        keep = _keep(keepdim, keepdims)
+        idx = apply(arg_op, (self,), (d, True))
+        values = self.gather(d, idx)
+        if not keep:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return MinMax(values, idx)
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Index of the maximum (flattened when dim is None)."""
+        return self._arg(O.ARGMAX, dim, keepdim, axis, keepdims, "argmax")
+
+    def argmin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Index of the minimum (flattened when dim is None)."""
+        return self._arg(O.ARGMIN, dim, keepdim, axis, keepdims, "argmin")
+
+    def _arg(self, op, dim, keepdim, axis, keepdims, name):
+        if dim is None and axis is None:
+            return apply(op, (self.reshape(-1),), (0, False))
+        return apply(op, (self,), (_one_dim(dim, axis, self.ndim, name),
+                                   _keep(keepdim, keepdims)))
+
+    def cumsum(self, dim=None, *, axis=None):
+        """Running sum along `dim`."""
+        return apply(O.CUMSUM, (self,), (_one_dim(dim, axis, self.ndim, "cumsum"),))
+
+    def logsumexp(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """log(sum(exp(x))) over `dim`, computed stably."""
+        dims = _dims(dim, axis, self.ndim, "logsumexp")
+        m = self.amax(dims, keepdim=True).detach()
+        m = where(m.abs() == float("inf"), 0.0, m)
+        out = (self - m).exp().sum(dims, keepdim=True).log() + m
+        return out if _keep(keepdim, keepdims) else _squeeze_dims(out, dims)
+
+    def softmax(self, dim=-1, *, axis=None):
+        """exp(x) / sum(exp(x)) along `dim`, shifted by the max for stability."""
+        d = _one_dim(dim, axis, self.ndim, "softmax")
+        e = (self - self.amax(d, keepdim=True).detach()).exp()
+        return e / e.sum(d, keepdim=True)
+
+    def log_softmax(self, dim=-1, *, axis=None):
+        """x - logsumexp(x) along `dim`."""
+        d = _one_dim(dim, axis, self.ndim, "log_softmax")
+        return self - self.logsumexp(d, keepdim=True)
+
+    # ------------------------------------------------------------ shape
+    def reshape(self, *shape):
+        """Same values in a new shape (one dim may be -1)."""
+        shape = _shape_arg(shape)
+        if shape == self._data.shape:
+            return self
+        try:
+            shape = _resolve_shape(self._data.shape, shape)
+        except ValueError as err:
+            raise dispatch.ShapeError(f"reshape: {err}") from None
+        return apply(O.RESHAPE, (self,), (shape,))
+
+    view = reshape
+
+    def view_as(self, other: Tensor):
+        """Reshape to other's shape."""
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        """Merge dims start_dim..end_dim into one."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        """Reorder dims."""
+        dims = _shape_arg(dims)
+        if len(dims) != self.ndim or sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(
+                range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
+        dims = tuple(d % self.ndim for d in dims)
+        if dims == tuple(range(self.ndim)):
+            return self
+        return apply(O.PERMUTE, (self,), (dims,))
+
+    def transpose(self, dim0: int, dim1: int):
+        """Swap two dims."""
+        order = list(range(self.ndim))
+        order[dim0], order[dim1] = order[dim1], order[dim0]
+        return self.permute(*order)
+
+    swapaxes = transpose
+
+    def t(self):
+        """Transpose a 2-D tensor."""
+        return self.T
+
+    def squeeze(self, dim=None):
+        """Drop size-1 dims (only `dim` when given; a no-op if it is not size 1)."""
+        if dim is None:
+            shape = tuple(s for s in self.shape if s != 1)
+        else:
+            dims = _dims(dim, None, self.ndim, "squeeze") or ()
+            shape = tuple(s for d, s in enumerate(self.shape) if not (d in dims and s == 1))
+        return self.reshape(shape)
+
+    def unsqueeze(self, dim: int):
+        """Insert a size-1 dim at `dim`."""
+        d = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *sizes):
+        """Broadcast to a larger shape without copying (-1 keeps a dim)."""
+        sizes = _shape_arg(sizes)
+        lead = len(sizes) - self.ndim
+        shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+        return self.broadcast_to(shape)
+
+    def expand_as(self, other: Tensor):
+        """Broadcast to other's shape."""
+        return self.broadcast_to(other.shape)
+
+    def broadcast_to(self, shape):
+        """Broadcast to `shape` (NumPy rules)."""
+        shape = tuple(shape)
+        if shape == self._data.shape:
+            return self
+        return apply(O.EXPAND, (self,), (shape,))
+
+    def repeat(self, *sizes):
+        """Tile the tensor `sizes` times along each dim (PyTorch's repeat = NumPy's tile)."""
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: need at least {self.ndim} sizes, got {sizes}")
+        x = self.reshape((1,) * (len(sizes) - self.ndim) + self.shape)
+        inter = []
+        for r, s in zip(sizes, x.shape, strict=True):
+            inter += [1, s]
+        big = []
+        for r, s in zip(sizes, x.shape, strict=True):
+            big += [r, s]
+        out = x.reshape(inter).broadcast_to(big)
+        return out.reshape(tuple(r * s for r, s in zip(sizes, x.shape, strict=True)))
+
+    def tile(self, *dims):
+        """Like repeat, but missing leading dims count as 1 (NumPy's tile)."""
+        dims = _shape_arg(dims)
+        if len(dims) < self.ndim:
+            dims = (1,) * (self.ndim - len(dims)) + dims
+        return self.repeat(*dims)
+
+    def flip(self, *dims):
+        """Reverse the order along `dims`."""
+        dims = _dims(_shape_arg(dims), None, self.ndim, "flip")
+        return apply(O.FLIP, (self,), (dims,))
+
+    def roll(self, shifts, dims=None):
+        """Rotate entries along dims (flattened when dims is None)."""
+        if dims is None:
+            return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
+        shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        return apply(O.ROLL, (self,), (shifts, tuple(d % self.ndim for d in dims)))
+
+    def split(self, split_size_or_sections, dim: int = 0):
+        """Split into pieces of a given size (or the list of sizes) along `dim`."""
+        return split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        """Split into `chunks` nearly equal pieces along `dim`."""
+        return chunk(self, chunks, dim)
+
+    def gather(self, dim: int, index):
+        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch's gather)."""
+        return gather(self, dim, index)
+
+    def scatter_add(self, dim: int, index, src):
+        """Add `src` into a copy of self at `index` along `dim`; repeated indices accumulate."""
+        return scatter_add(self, dim, index, src)
+
+    def index_select(self, dim: int, index):
+        """Select entries along `dim` by an integer index vector."""
+        return index_select(self, dim, index)
+
+    def matmul(self, o):
+        """Matrix product (NumPy/PyTorch broadcasting rules)."""
+        return matmul(self, o)
+
+
+class MinMax(tuple):
+    """(values, indices) returned by max(dim)/min(dim), like torch.return_types."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+dispatch.Tensor = Tensor
+
+
+# ---------------------------------------------------------------- helpers
+
+def _to_array(data, dtype: np.dtype | None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data._data
+    if isinstance(data, np.ndarray):
+        arr = data if dtype is None else data.astype(dtype, copy=False)
+        return arr
+    if isinstance(data, np.generic):
+        return np.asarray(data, dtype=dtype)
+    arr = np.asarray(_unwrap_nested(data))
+    if dtype is not None:
+        return arr.astype(dtype, copy=False)
+    if arr.dtype == np.float64:
+        return arr.astype(_DEFAULT_FLOAT)
+    if arr.dtype.kind == "i":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind not in "fbiuc":
+        raise TypeError(f"cannot make a tensor from {type(data).__name__} of dtype {arr.dtype}")
+    return arr
+
+
+def _unwrap_nested(data):
+    if isinstance(data, list | tuple):
+        return [_unwrap_nested(d) for d in data]
+    if isinstance(data, Tensor):
+        return data._data
+    return data
+
+
+def _data_of(x):
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _index_arg(idx):
+    """Normalise an index: tensors to arrays, lists to int arrays, masks to nonzero()."""
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    out = []
+    for i in idx:
+        if isinstance(i, Tensor):
+            i = i._data
+        if isinstance(i, list):
+            i = np.asarray(i)
+        if isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            out.extend(np.nonzero(i))
+            continue
+        if isinstance(i, np.ndarray) and i.dtype.kind not in "iu":
+            raise IndexError(f"index arrays must be integers or booleans, got dtype {i.dtype}")
+        out.append(i)
+    return tuple(out)
+
+
+def _is_advanced(idx: tuple) -> bool:
+    return any(isinstance(i, np.ndarray) for i in idx)
+
+
+def _count(shape, dims) -> int:
+    if dims is None:
+        return int(np.prod(shape))
+    return int(np.prod([shape[d] for d in dims]))
+
+
+def _squeeze_dims(x: Tensor, dims) -> Tensor:
+    if dims is None:
+        return x.reshape(())
+    return x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in dims))
+
+
+def _resolve_shape(old: tuple, new: tuple) -> tuple:
+    n = int(np.prod(old))
+    if new.count(-1) > 1:
+        raise ValueError(f"only one dim may be -1, got {new}")
+    if -1 in new:
+        rest = int(np.prod([s for s in new if s != -1]))
+        if rest == 0 or n % rest:
+            raise ValueError(f"cannot reshape {old} ({n} elements) into {new}")
+        new = tuple(n // rest if s == -1 else s for s in new)
+    if int(np.prod(new)) != n:
+        raise ValueError(f"cannot reshape {old} ({n} elements) into {new}")
+    return new
+
+
+# ---------------------------------------------------------------- functions on tensors
+
+def _t(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy/PyTorch rules for 1-D and batched operands.
+
+    >>> import flopgrad as fg
+    >>> fg.matmul(fg.ones(2, 3), fg.ones(3)).shape
+    (2,)
+    """
+    a, b = _t(a), _t(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise dispatch.ShapeError(
+            f"matmul: both operands need at least 1 dim, got shapes {a.shape} and {b.shape}; "
+            "use * for scalars")
+    squeeze = []
+    if a.ndim == 1:
+        a = a.reshape(1, a.shape[0])
+        squeeze.append(-2)
+    if b.ndim == 1:
+        b = b.reshape(b.shape[0], 1)
+        squeeze.append(-1)
+    out = apply(O.MATMUL, (a, b))
+    if squeeze:
+        shape = list(out.shape)
+        for d in sorted(squeeze):
+            shape.pop(d if d == -1 else len(shape) - 2)
+        out = out.reshape(tuple(shape))
+    return out
+
+
+def einsum(spec: str, *operands) -> Tensor:
+    """Einstein summation over one or two operands, e.g. einsum("bij,bjk->bik", a, b)."""
+    spec = spec.replace(" ", "")
+    if "->" not in spec:
+        lhs = spec
+        letters = lhs.replace(",", "")
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        spec = f"{lhs}->{rhs}"
+    if "..." in spec:
+        raise ValueError("einsum: '...' is not supported; name every index")
+    subs = spec.split("->")[0].split(",")
+    if len(subs) != len(operands):
+        raise ValueError(f"einsum: {spec!r} names {len(subs)} operands, got {len(operands)}")
+    if any(len(set(s)) != len(s) for s in subs):
+        raise ValueError(f"einsum: repeated index within one operand ({spec!r}) is not supported")
+    if len(operands) > 2:
+        out = einsum(f"{subs[0]},{subs[1]}->{_keep_letters(subs, spec)}", *operands[:2])
+        rest = ",".join([_keep_letters(subs, spec)] + subs[2:]) + "->" + spec.split("->")[1]
+        return einsum(rest, out, *operands[2:])
+    op = O.EINSUM if len(operands) == 2 else O.EINSUM1
+    return apply(op, tuple(_t(x) for x in operands), (spec,))
+
+
+def _keep_letters(subs, spec) -> str:
+    rhs = spec.split("->")[1]
+    later = set(rhs).union(*map(set, subs[2:]))
+    return "".join(dict.fromkeys(c for c in subs[0] + subs[1] if c in later))
+
+
+def where(cond, x, y) -> Tensor:
+    """x where cond is True, else y (gradient flows only to the chosen side).
+
+    NaN note: the gradient of the unchosen side is exactly 0, but a NaN or inf produced
+    *inside* that side's own computation still poisons its gradient, as in PyTorch.
+    """
+    c = cond if isinstance(cond, Tensor) else Tensor(np.asarray(cond, dtype=bool))
+    if c._data.dtype != np.bool_:
+        c = c.bool()
+    return apply(O.WHERE, (c, x, y))
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise maximum; ties split the gradient evenly."""
+    return apply(O.MAXIMUM, (a, b))
+
+
+def minimum(a, b) -> Tensor:
+    """Elementwise minimum; ties split the gradient evenly."""
+    return apply(O.MINIMUM, (a, b))
+
+
+def cat(tensors: Sequence, dim: int = 0) -> Tensor:
+    """Concatenate along an existing dim."""
+    tensors = [_t(x) for x in tensors]
+    if not tensors:
+        raise ValueError("cat: needs at least one tensor")
+    d = dim % tensors[0].ndim
+    return apply(O.CAT, tuple(tensors), (d,))
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence, dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dim."""
+    tensors = [_t(x) for x in tensors]
+    d = dim % (tensors[0].ndim + 1)
+    return cat([x.unsqueeze(d) for x in tensors], d)
+
+
+def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Pieces of `split_size` (the last may be smaller), or of the listed sizes."""
+    d = dim % x.ndim
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sizes = [builtins.min(step, n - s) for s in range(0, n, step)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to dim {d}'s length {n}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(x[(slice(None),) * d + (slice(start, start + s),)])
+        start += s
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    """Split into `chunks` pieces of ceil(n / chunks) along `dim`."""
+    n = x.shape[dim % x.ndim]
+    return split(x, -(-n // chunks), dim)
+
+
+def _grid_index(index: np.ndarray, dim: int) -> tuple:
+    grids = list(np.ogrid[tuple(slice(s) for s in index.shape)])
+    grids[dim] = index
+    return tuple(grids)
+
+
+def gather(x: Tensor, dim: int, index) -> Tensor:
+    """out[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (PyTorch's gather)."""
+    idx = np.asarray(_data_of(index))
+    return apply(O.INDEX, (x,), (_grid_index(idx, dim % x.ndim),))
+
+
+def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
+    """x with src added at index along dim; repeated indices accumulate."""
+    idx = np.asarray(_data_of(index))
+    src = _t(src)
+    src = src[tuple(slice(s) for s in idx.shape)] if src.shape != idx.shape else src
+    spread = apply(O.INDEX_PUT, (src,), (x.shape, _grid_index(idx, dim % x.ndim), True))
+    return x + spread
+
+
+def index_select(x: Tensor, dim: int, index) -> Tensor:
+    """x's entries along `dim` at the positions in the 1-D integer `index`."""
+    idx = np.asarray(_data_of(index))
+    return x[(slice(None),) * (dim % x.ndim) + (idx,)]
+
+
+def outer(a, b) -> Tensor:
+    """Outer product of two vectors."""
+    a, b = _t(a), _t(b)
+    return a.reshape(-1, 1) * b.reshape(1, -1)
