@@ -48,6 +48,8 @@ from flopgrad.creation import (
     zeros_like,
 )
 from flopgrad.dispatch import ShapeError
+from flopgrad.ledger import Ledger, phase, scope
+from flopgrad.report import Bill, Rule, profile
 from flopgrad.tensor import (
     Tensor,
     bool_,
@@ -76,6 +78,8 @@ from flopgrad.tensor import (
 __version__ = "0.1.0"
 
 from flopgrad import autograd  # noqa: E402  (fg.autograd.backward, like torch.autograd)
+from flopgrad import data, models, optim, training  # noqa: E402
+from flopgrad.serialization import load, save  # noqa: E402
 
 
 def _method_function(name: str):

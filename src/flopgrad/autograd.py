@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from flopgrad import ops as O
-from flopgrad.dispatch import Node, State, apply
-from flopgrad.tensor import Tensor, cat
+from flopgrad.dispatch import Node, State, apply, release, track_alloc
+from flopgrad.tensor import Parameter, Tensor, cat
 
 __all__ = [
     "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
@@ -23,39 +23,45 @@ __all__ = [
 
 # ---------------------------------------------------------------- grad mode
 
-class set_grad_enabled:
-    """Context manager and decorator that switches graph recording on or off.
+class _GradMode:
+    """What no_grad, enable_grad and set_grad_enabled share: context manager and decorator."""
 
-    >>> import flopgrad as fg
-    >>> with fg.set_grad_enabled(False):
-    ...     y = fg.ones(2, requires_grad=True) * 2
-    >>> y.requires_grad
-    False
-    """
+    mode = False
 
-    def __init__(self, mode: bool = False):
-        self.mode = mode
-        self.prev: list[bool] = []
+    def __init__(self):
+        self._prev: list[bool] = []
 
     def __enter__(self):
-        self.prev.append(State.grad_enabled)
+        self._prev.append(State.grad_enabled)
         State.grad_enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        State.grad_enabled = self.prev.pop()
+        State.grad_enabled = self._prev.pop()
         return False
+
+    def _fresh(self) -> _GradMode:
+        return type(self)()
 
     def __call__(self, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with type(self)(self.mode) if type(self) is set_grad_enabled else type(self)():
+            with self._fresh():  # a fresh manager per call, so recursion and threads nest
                 return fn(*args, **kwargs)
         return wrapped
 
 
-class no_grad(set_grad_enabled):
-    """Run without recording a graph (ops are still billed).
+class _FixedMode(_GradMode):
+    """no_grad and enable_grad take no arguments, so they also work bare: `@fg.no_grad`."""
+
+    def __new__(cls, *args):
+        if len(args) == 1 and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
+
+class no_grad(_FixedMode):
+    """Run without recording a graph (ops are still billed). Context manager or decorator.
 
     >>> import flopgrad as fg
     >>> with fg.no_grad():
@@ -64,15 +70,45 @@ class no_grad(set_grad_enabled):
     False
     """
 
-    def __init__(self):
-        super().__init__(False)
+    mode = False
 
 
-class enable_grad(set_grad_enabled):
-    """Record a graph even inside no_grad."""
+class enable_grad(_FixedMode):
+    """Record a graph even inside no_grad. Context manager or decorator."""
 
-    def __init__(self):
-        super().__init__(True)
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Switch graph recording on or off, like PyTorch: the call itself switches the mode,
+    and used as a context manager (or decorator) the previous mode comes back on exit.
+
+    >>> import flopgrad as fg
+    >>> with fg.set_grad_enabled(False):
+    ...     y = fg.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self._prev = [State.grad_enabled]
+        State.grad_enabled = self.mode
+
+    def __enter__(self):
+        State.grad_enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        State.grad_enabled = self._prev[0]
+        return False
+
+    def _fresh(self) -> _GradMode:
+        return type(self)(self.mode)
+
+    def __call__(self, fn: Callable) -> Callable:
+        State.grad_enabled = self._prev[0]  # decorating does not switch the mode
+        return super().__call__(fn)
 
 
 def is_grad_enabled() -> bool:
@@ -82,9 +118,13 @@ def is_grad_enabled() -> bool:
 
 # ---------------------------------------------------------------- the backward engine
 
-def _sum_to(g: Tensor, shape: tuple) -> Tensor:
+def _sum_to(g: Tensor, shape: tuple, n: Node, i: int) -> Tensor:
     """Reduce a broadcast gradient to `shape` (the single place broadcasting is undone)."""
     lead = g.ndim - len(shape)
+    if lead < 0 or any(s not in (1, gs) for s, gs in zip(shape, g.shape[lead:], strict=True)):
+        raise RuntimeError(
+            f"backward of {n.op.name}: the gradient for input {i} has shape {g.shape}, which "
+            f"does not reduce to the input's shape {tuple(shape)}")
     axes = tuple(range(lead)) + tuple(
         lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
     if axes:
@@ -99,6 +139,8 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
     arr = g._data
     if not arr.flags.writeable or id(arr) in handed_out or arr.base is not None:
         arr = arr.copy()
+        if State.listeners:
+            track_alloc(arr)
     handed_out.add(id(arr))
     t = Tensor.__new__(Tensor)
     t._data, t._node, t._tangent, t.grad, t._version = arr, None, g._tangent, None, [0]
@@ -106,10 +148,12 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
     return t
 
 
-def _topo(root_nodes: list) -> list:
-    """Nodes reachable from the roots, each after all of its consumers (Kahn's order)."""
+def _topo(root_nodes: list) -> tuple[list, bool]:
+    """Nodes reachable from the roots, each after all of its consumers (Kahn's order),
+    and whether any leaf reached is an nn.Parameter."""
     deps: dict = {}
     stack = []
+    has_param = False
     for n in root_nodes:
         if n not in deps:
             deps[n] = 0
@@ -123,6 +167,8 @@ def _topo(root_nodes: list) -> list:
                 else:
                     deps[p] = 1
                     stack.append(p)
+            elif p is not None and not has_param:
+                has_param = isinstance(p, Parameter)
     ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
     order = []
     while ready:
@@ -133,7 +179,7 @@ def _topo(root_nodes: list) -> list:
                 deps[p] -= 1
                 if deps[p] == 0:
                     ready.append(p)
-    return order
+    return order, has_param
 
 
 def _check_saved(n: Node) -> None:
@@ -145,55 +191,66 @@ def _check_saved(n: Node) -> None:
     if n.versions is not None:
         for i, t in enumerate(n.saved):
             if isinstance(t, Tensor) and t._version[0] != n.versions[i]:
-                raise RuntimeError(_inplace_message(n, i, t, n.versions[i]))
+                raise RuntimeError(_inplace_message(
+                    n.op.name, f"input {i}", n.in_shapes[i], t._version[0], n.versions[i]))
     if n.out_data is not None and n.out_version[0] != 0:
-        raise RuntimeError(_inplace_message(n, "output", n.out_version, 0))
+        raise RuntimeError(_inplace_message(
+            n.op.name, "its output", np.shape(n.out_data), n.out_version[0], 0))
 
 
-def _inplace_message(n: Node, which, t, expected) -> str:
-    version = t._version[0] if isinstance(t, Tensor) else t[0]
-    shape = n.in_shapes[which] if isinstance(which, int) else np.shape(n.out_data)
+def _inplace_message(op_name: str, which: str, shape, version: int, expected: int) -> str:
     return (
-        f"a value saved for the backward of {n.op.name} ({which} of shape {tuple(shape)}) was "
+        f"a value saved for the backward of {op_name} ({which}, of shape {tuple(shape)}) was "
         f"modified in place after it was saved (version {version}, expected {expected}). "
         "Use an out-of-place op, or .clone() the tensor before modifying it.")
 
 
+# One scratch dict per running backward pass, for vjp rules that compute every input's
+# gradient at once (Function.backward); it dies with the pass, so nothing is cached across.
+_PASS_MEMOS: list[dict] = []
+
+
 def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: bool,
          targets: Sequence | None, accumulate: bool) -> dict:
-    """Back-propagate root_grads from roots; return {id(target): gradient} for targets."""
-    captured: dict = {}
+    """Back-propagate root_grads from roots and return {id(tensor): gradient}.
+
+    With targets=None every leaf reached gets a gradient; otherwise only the targets (leaves
+    or not), and only the vjps that lead to one are run. With accumulate, the gradients are
+    also added into the tensors' .grad. Each gradient has the dtype of its tensor.
+    """
     target_ids = {id(t) for t in targets} if targets is not None else None
     target_nodes = {t._node: t for t in targets if t._node is not None} if targets else {}
+    found: dict = {}  # id(tensor) -> [tensor, gradient so far]
     buffers: dict = {}
     root_nodes = []
     handed_out: set = set()
     for r, g in zip(roots, root_grads, strict=True):
         handed_out.add(id(g._data))
         if r._node is None:
-            if target_ids is not None and id(r) in target_ids:
-                captured[id(r)] = g
-            if accumulate and r.requires_grad:
-                _accumulate(r, g, create_graph, handed_out)
+            if target_ids is None or id(r) in target_ids:
+                _add(found, r, g)
             continue
         prev = buffers.get(r._node)
         buffers[r._node] = g if prev is None else prev + g
         root_nodes.append(r._node)
-    order = _topo(root_nodes)
+    order, has_param = _topo(root_nodes)
     useful = _useful(order, target_ids, target_nodes) if targets is not None else None
 
-    prev_mode, prev_phase = State.grad_enabled, State.phase
+    saved_state = State.grad_enabled, State.phase, State.scope, State.role, State.grad_of
     State.grad_enabled = create_graph
     State.phase = "backward"
+    _PASS_MEMOS.append({})
     try:
         for n in order:
             g = buffers.pop(n, None)
             if g is None:
                 continue
-            t = target_nodes.get(n)
-            if t is not None:
-                captured[id(t)] = g
+            if target_nodes:
+                t = target_nodes.get(n)
+                if t is not None:
+                    _add(found, t, g)
             _check_saved(n)
+            State.scope = n.scope
             vjp, in_shapes = n.op.vjp, n.in_shapes
             for i, p in enumerate(n.parents):
                 if p is None:
@@ -202,7 +259,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 if useful is not None and not (useful.get(p, False) if is_node
                                                else id(p) in target_ids):
                     continue
-                State.role = "input" if is_node else "weight"
+                State.role = _role(p, is_node, has_param)
                 State.grad_of = (n.op.name, i)
                 gi = vjp(n, g, i)
                 if gi is None:
@@ -210,23 +267,42 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 if not isinstance(gi, Tensor):
                     gi = Tensor(np.asarray(gi))
                 if gi._data.shape != in_shapes[i]:
-                    gi = _sum_to(gi, in_shapes[i])
+                    gi = _sum_to(gi, in_shapes[i], n, i)
                 if is_node:
                     prev = buffers.get(p)
                     buffers[p] = gi if prev is None else prev + gi
                 else:
-                    if target_ids is not None and id(p) in target_ids:
-                        prev = captured.get(id(p))
-                        captured[id(p)] = gi if prev is None else prev + gi
-                    if accumulate:
-                        _accumulate(p, gi, create_graph, handed_out)
+                    _add(found, p, gi)
             if not retain_graph:
-                n.released = n.saved is not None or n.out_data is not None
-                n.saved = n.out_data = None
-    finally:
-        State.grad_enabled, State.phase = prev_mode, prev_phase
+                release(n)
         State.role = State.grad_of = None
-    return captured
+        for entry in found.values():
+            t, g = entry
+            dtype = t._data.dtype
+            if g._data.dtype != dtype and dtype.kind in "fc":
+                g = entry[1] = apply(O.CAST, (g,), (dtype, g._data.dtype))
+            if accumulate:
+                _accumulate(t, g, create_graph, handed_out)
+    finally:
+        _PASS_MEMOS.pop()
+        State.grad_enabled, State.phase, State.scope, State.role, State.grad_of = saved_state
+    return {key: g for key, (_, g) in found.items()}
+
+
+def _add(found: dict, t: Tensor, g: Tensor) -> None:
+    entry = found.get(id(t))
+    if entry is None:
+        found[id(t)] = [t, g]
+    else:
+        entry[1] = entry[1] + g
+
+
+def _role(p, is_node: bool, has_param: bool) -> str:
+    """dW or dX: "weight" for a gradient reaching an nn.Parameter (or, in graphs without
+    Parameters, any leaf that requires grad); "input" for everything else."""
+    if is_node:
+        return "input"
+    return "weight" if (not has_param or isinstance(p, Parameter)) else "input"
 
 
 def _useful(order: list, target_ids: set, target_nodes: dict) -> dict:
@@ -239,11 +315,35 @@ def _useful(order: list, target_ids: set, target_nodes: dict) -> dict:
     return useful
 
 
-def _accumulate(leaf: Tensor, g: Tensor, create_graph: bool, handed_out: set) -> None:
-    if leaf.grad is None:
-        leaf.grad = g if create_graph else _own(g, handed_out)
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, handed_out: set) -> None:
+    if t.grad is None:
+        t.grad = g if create_graph else _own(g, handed_out)
     else:
-        leaf.grad = leaf.grad + g
+        t.grad = t.grad + g
+
+
+def _root_grads(outs: list, gradients, who: str) -> list:
+    """One starting gradient per output: given (any array-like) or implicit ones for scalars.
+
+    `gradients` is None, one gradient (for a single output), or a sequence of them.
+    """
+    if gradients is None:
+        gradients = [None] * len(outs)
+    elif isinstance(gradients, Tensor | np.ndarray) or (
+            len(outs) == 1 and _shape(gradients) == outs[0].shape):
+        gradients = [gradients]
+    else:
+        gradients = list(gradients)
+    if len(gradients) != len(outs):
+        raise ValueError(f"{who}: {len(outs)} outputs but {len(gradients)} gradients")
+    return [_root_grad(o, g, who) for o, g in zip(outs, gradients, strict=True)]
+
+
+def _shape(x) -> tuple | None:
+    try:
+        return np.shape(x)
+    except ValueError:  # ragged: a sequence of gradients
+        return None
 
 
 def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
@@ -264,7 +364,8 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
 
 def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
              create_graph: bool = False, inputs=None) -> None:
-    """Accumulate gradients of `tensors` into the `.grad` of the leaves that need them.
+    """Accumulate gradients of `tensors` into the `.grad` of the leaves that need them
+    (only into `inputs`' .grad when given).
 
     >>> import flopgrad as fg
     >>> w = fg.tensor([1.0, 2.0], requires_grad=True)
@@ -273,30 +374,22 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
     tensor([3., 3.])
     """
     outs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-    if grad_tensors is None or isinstance(grad_tensors, Tensor):
-        grad_tensors = [grad_tensors] * len(outs) if grad_tensors is None else [grad_tensors]
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError(
                 "backward: the tensor does not require grad and has no grad_fn. Create a leaf "
                 "with requires_grad=True (or call requires_grad_()) before computing it, and do "
                 "not compute it under fg.no_grad().")
-    grads = [_root_grad(o, g, "backward") for o, g in zip(outs, grad_tensors, strict=True)]
+    grads = _root_grads(outs, grad_tensors, "backward")
     if retain_graph is None:
         retain_graph = create_graph
     targets = None
     if inputs is not None:
         targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if targets is None:
-        _run(outs, grads, retain_graph=retain_graph, create_graph=create_graph, targets=None,
-             accumulate=True)
-        return
-    captured = _run(outs, grads, retain_graph=retain_graph, create_graph=create_graph,
-                    targets=targets, accumulate=False)
-    handed_out: set = set()
-    for t in targets:
-        if id(t) in captured:
-            _accumulate(t, captured[id(t)], create_graph, handed_out)
+        if not targets:
+            raise ValueError("backward: inputs= is empty; pass None to reach every leaf")
+    _run(outs, grads, retain_graph=retain_graph, create_graph=create_graph, targets=targets,
+         accumulate=True)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
@@ -310,17 +403,17 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
     """
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
-        grad_outputs = [grad_outputs] * len(outs) if grad_outputs is None else [grad_outputs]
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError(
                 "grad: an output does not require grad; make sure an input has "
                 "requires_grad=True and the output was not computed under fg.no_grad()")
-    for t in ins:
+    for k, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
-            raise RuntimeError("grad: every input must be a tensor with requires_grad=True")
-    gs = [_root_grad(o, g, "grad") for o, g in zip(outs, grad_outputs, strict=True)]
+            what = "does not require grad" if isinstance(t, Tensor) else f"is {type(t).__name__}"
+            raise RuntimeError(
+                f"grad: input {k} {what}; every input must be a tensor with requires_grad=True")
+    gs = _root_grads(outs, grad_outputs, "grad")
     if retain_graph is None:
         retain_graph = create_graph
     captured = _run(outs, gs, retain_graph=retain_graph, create_graph=create_graph, targets=ins,
@@ -377,13 +470,12 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
     finally:
         State.forward_ad -= 1
     outs = _as_tuple(out)
-    tans = []
-    for o in outs:
-        tan = o._tangent
-        tans.append(tan if tan is not None else Tensor(np.zeros_like(o._data)))
+    tans = tuple(o._tangent if o._tangent is not None else Tensor(np.zeros_like(o._data))
+                 for o in outs)
+    for o in outs:  # only after reading them all: an output may appear twice
         o._tangent = None
     if isinstance(out, list | tuple):
-        return out, tuple(tans)
+        return out, tans
     return out, tans[0]
 
 
@@ -400,10 +492,14 @@ def vjp(fn: Callable, *primals) -> tuple:
         out = fn(*args)
 
     def vjp_fn(cotangent):
-        cots = _as_tuple(cotangent)
-        outs = _as_tuple(out)
-        gs = grad(list(outs), args, grad_outputs=list(cots), retain_graph=True,
-                  allow_unused=True)
+        outs, cots = _as_tuple(out), _as_tuple(cotangent)
+        if len(outs) != len(cots):
+            raise ValueError(f"vjp: {len(outs)} outputs but {len(cots)} cotangents")
+        pairs = [(o, c) for o, c in zip(outs, cots, strict=True) if o.requires_grad]
+        gs = [None] * len(args)
+        if pairs:
+            gs = grad([o for o, _ in pairs], args, grad_outputs=[c for _, c in pairs],
+                      retain_graph=True, allow_unused=True)
         return tuple(g if g is not None else Tensor(np.zeros_like(a._data))
                      for g, a in zip(gs, args, strict=True))
 
@@ -432,6 +528,8 @@ def _argnums(argnums) -> tuple:
 def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
     """Jacobian by reverse mode: one vjp per output element. Shape out.shape + in.shape.
 
+    Arguments not in `argnums` are passed to fn unchanged.
+
     >>> import flopgrad as fg
     >>> fg.jacrev(lambda x: x * x)(fg.tensor([1.0, 2.0])).tolist()
     [[2.0, 0.0], [0.0, 4.0]]
@@ -439,16 +537,15 @@ def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
     nums = _argnums(argnums)
 
     def jac(*args):
-        args = [a if isinstance(a, Tensor) else Tensor(a) for a in args]
-        leaves = list(args)
+        args = list(args)
         for k in nums:
-            leaves[k] = _leaf(args[k])
+            args[k] = _leaf(args[k])
+        wrt = [args[k] for k in nums]
         with enable_grad():
-            out = fn(*leaves)
-        wrt = [leaves[k] for k in nums]
+            out = fn(*args)
         rows = [[] for _ in wrt]
         flat = out.reshape(-1)
-        for j in range(out._data.size):
+        for j in range(out._data.size if out.requires_grad else 0):
             onehot = np.zeros(out._data.size, dtype=out._data.dtype)
             onehot[j] = 1
             gs = grad(flat, wrt, grad_outputs=Tensor(onehot), retain_graph=True,
@@ -467,6 +564,8 @@ def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
 def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
     """Jacobian by forward mode: one jvp per input element. Shape out.shape + in.shape.
 
+    Arguments not in `argnums` are passed to fn unchanged.
+
     >>> import flopgrad as fg
     >>> fg.jacfwd(lambda x: x * x)(fg.tensor([1.0, 2.0])).tolist()
     [[2.0, 0.0], [0.0, 4.0]]
@@ -474,24 +573,26 @@ def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
     nums = _argnums(argnums)
 
     def jac(*args):
-        args = [a if isinstance(a, Tensor) else Tensor(a) for a in args]
         jacs = []
         for k in nums:
+            x = args[k] if isinstance(args[k], Tensor) else Tensor(args[k])
+
+            def fn_k(xk, k=k):
+                return fn(*args[:k], xk, *args[k + 1:])
+
             cols = []
             out_shape = None
-            for j in range(args[k]._data.size):
-                tangents = [Tensor(np.zeros_like(a._data)) for a in args]
-                onehot = np.zeros(args[k]._data.size, dtype=args[k]._data.dtype)
+            for j in range(x._data.size):
+                onehot = np.zeros(x._data.size, dtype=x._data.dtype)
                 onehot[j] = 1
-                tangents[k] = Tensor(onehot.reshape(args[k].shape))
-                out, t = jvp(fn, tuple(args), tuple(tangents))
+                out, t = jvp(fn_k, (x,), (Tensor(onehot.reshape(x.shape)),))
                 out_shape = out.shape
                 cols.append(t._data)
             if out_shape is None:
-                out_shape = fn(*args).shape
-                jacs.append(Tensor(np.zeros(out_shape + args[k].shape, dtype=args[k].dtype)))
+                out_shape = fn_k(x).shape
+                jacs.append(Tensor(np.zeros(out_shape + x.shape, dtype=x.dtype)))
                 continue
-            stacked = np.stack(cols, axis=-1).reshape(out_shape + args[k].shape)
+            stacked = np.stack(cols, axis=-1).reshape(out_shape + x.shape)
             jacs.append(Tensor(stacked))
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
@@ -501,11 +602,15 @@ def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
 def hvp(fn: Callable, primals, tangents) -> tuple:
     """Hessian-vector product by forward-over-reverse: (fn(*primals), H @ tangents).
 
+    Like torch.autograd.functional.hvp, H @ tangents is a tuple when primals is one, else a
+    tensor.
+
     >>> import flopgrad as fg
     >>> _, hv = fg.hvp(lambda x: (x ** 3).sum(), (fg.tensor([1.0, 2.0]),), (fg.ones(2),))
     >>> hv[0].tolist()
     [6.0, 12.0]
     """
+    single = not isinstance(primals, list | tuple)
     primals, tangents = _as_tuple(primals), _as_tuple(tangents)
     value = []
 
@@ -519,7 +624,7 @@ def hvp(fn: Callable, primals, tangents) -> tuple:
                      for g, x in zip(gs, leaves, strict=True))
 
     _, hv = jvp(gradient, primals, tangents)
-    return value[0], hv
+    return value[0], hv[0] if single else hv
 
 
 # ---------------------------------------------------------------- gradcheck
@@ -582,7 +687,7 @@ def gradcheck(fn: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
                     np.argmax(np.where(np.isnan(analytic), np.inf, err)), err.shape)
                 raise GradcheckError(
                     f"gradcheck ({mode}): d output[{worst[0]}] / d input {k}[{worst[1]}]: "
-                    f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
+                    f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
                     f"(atol={atol}, rtol={rtol})")
     return True
 
@@ -590,14 +695,31 @@ def gradcheck(fn: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
 # ---------------------------------------------------------------- user-defined ops
 
 class FunctionCtx:
-    """What a Function's forward and backward share: saved arrays and any attributes."""
+    """What a Function's forward and backward share: saved arrays and any attributes.
 
-    def __init__(self):
+    `needs_input_grad[i]` says whether input i requires a gradient.
+    """
+
+    def __init__(self, inputs: tuple = ()):
         self.saved_tensors: tuple = ()
-        self._grads = None
+        self.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in inputs)
+        self._inputs = inputs  # only while forward runs
+        self._watched: list = []  # (what, shape, version counter, version when saved)
 
     def save_for_backward(self, *arrays) -> None:
+        """Keep arrays for backward. An input (or the output) whose values are saved is
+        watched: modifying it in place before backward makes backward raise instead of
+        silently using the new values."""
         self.saved_tensors = arrays
+        self._watched = []
+        for k, t in enumerate(self._inputs):
+            if isinstance(t, Tensor):
+                self._watch(f"input {k}", t)
+
+    def _watch(self, what: str, t: Tensor) -> None:
+        if any(isinstance(a, np.ndarray) and np.may_share_memory(a, t._data)
+               for a in self.saved_tensors):
+            self._watched.append((what, t.shape, t._version, t._version[0]))
 
 
 class Function:
@@ -605,8 +727,10 @@ class Function:
 
     forward(ctx, *arrays) gets NumPy arrays and returns one; backward(ctx, grad) gets a
     Tensor and returns one gradient per input (Tensors, arrays or None), preferably built
-    from flopgrad ops so its cost is billed. Declare `cost(out_shape, in_shapes)` returning
-    (tensor_flops, other_flops, transcendentals); without it the bill lists the op as unknown.
+    from flopgrad ops so its cost is billed. An optional jvp(ctx, *tangents) (None for an
+    input without tangent) gives forward mode; without it forward mode through the op raises.
+    Declare `cost(out_shape, in_shapes)` returning (tensor_flops, other_flops,
+    transcendentals); without it the bill lists the op as unknown.
 
     >>> import flopgrad as fg
     >>> class Cube(fg.Function):
@@ -638,23 +762,41 @@ class Function:
         raise NotImplementedError("Function subclasses define backward(ctx, grad)")
 
     @classmethod
+    def _gradients(cls, ctx: FunctionCtx, g: Tensor, n_inputs: int) -> tuple:
+        """Every input's gradient from one call of the user's backward."""
+        for what, shape, counter, version in ctx._watched:
+            if counter[0] != version:
+                raise RuntimeError(_inplace_message(cls.__name__, what, shape, counter[0], version))
+        gs = cls.backward(ctx, g)
+        gs = tuple(gs) if isinstance(gs, tuple | list) else (gs,)
+        if len(gs) != n_inputs:
+            raise RuntimeError(
+                f"{cls.__name__}.backward returned {len(gs)} gradients but forward took "
+                f"{n_inputs} inputs; return None for an input that needs no gradient")
+        return tuple(gi if gi is None or isinstance(gi, Tensor) else Tensor(np.asarray(gi))
+                     for gi in gs)
+
+    @classmethod
     def _make_op(cls) -> O.Op:
         def forward(*a):
             return np.asarray(cls.forward(a[-1], *a[:-1]))
 
         def vjp(n, g, i):
-            ctx = n.params[0]
-            if ctx._grads is None:
-                gs = cls.backward(ctx, g)
-                ctx._grads = gs if isinstance(gs, tuple) else (gs,)
-            gi = ctx._grads[i] if i < len(ctx._grads) else None
-            return gi if gi is None or isinstance(gi, Tensor) else Tensor(np.asarray(gi))
+            memo = _PASS_MEMOS[-1]  # the user's backward runs once per node and pass
+            grads = memo.get(n)
+            if grads is None:
+                grads = memo[n] = cls._gradients(n.params[0], g, len(n.in_shapes))
+            return grads[i]
 
-        jvp_rule = None
-        if "jvp" in cls.__dict__:
-            def jvp_rule(p, t):
-                out = cls.jvp(p.params[0], *t)
-                return out if isinstance(out, Tensor) else Tensor(np.asarray(out))
+        user_jvp = getattr(cls, "jvp", None)
+
+        def jvp_rule(p, t):
+            if user_jvp is None:
+                raise NotImplementedError(
+                    f"{cls.__name__} defines no jvp(ctx, *tangents), so forward mode (fg.jvp, "
+                    "jacfwd, hvp, gradcheck with check_jvp=True) cannot go through it")
+            out = user_jvp(p.params[0], *t)
+            return out if out is None or isinstance(out, Tensor) else Tensor(np.asarray(out))
 
         user_cost = getattr(cls, "cost", None)
         op = O.Op(cls.__name__, forward, vjp=vjp, jvp=jvp_rule, uses=())
@@ -669,4 +811,10 @@ class Function:
         """Run the op on Tensors (or constants) and record it for backward."""
         if cls.__dict__.get("_op") is None:
             cls._op = cls._make_op()
-        return apply(cls._op, args, (FunctionCtx(),))
+        ctx = FunctionCtx(args)
+        try:
+            out = apply(cls._op, args, (ctx,))
+        finally:
+            ctx._inputs = ()
+        ctx._watch("its output", out)
+        return out

@@ -1,11 +1,111 @@
-"""The flopgrad command line."""
+"""The flopgrad command line: `flopgrad demo`, `flopgrad train {mlp,cnn,gpt}`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import flopgrad
+from flopgrad import data, models, optim, training
+from flopgrad.creation import manual_seed
+
+from flopgrad.serialization import save
+
+DEMO_SIZES = [64, 128, 64, 10]  # seed 000's 784-128-64-10 MLP, on 8x8 digits
+
+
+def cmd_demo(args) -> int:
+    """Train seed 000's MLP on digits, report accuracy, print the bill of one step."""
+    manual_seed(args.seed)
+    train_set, test_set = data.digits(train=True), data.digits(train=False)
+    model = models.MLP(DEMO_SIZES)
+    loader = data.DataLoader(train_set, batch_size=32, shuffle=True, seed=args.seed)
+    opt = optim.Adam(model.parameters(), lr=2e-3)
+    print(f"flopgrad demo: MLP {'-'.join(map(str, DEMO_SIZES))} ({model.num_parameters():,} "
+          f"parameters) on scikit-learn's 8x8 digits: {len(train_set)} train, "
+          f"{len(test_set)} test images")
+    start = time.perf_counter()
+    training.fit(model, loader, opt, epochs=args.epochs, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    acc = training.evaluate(model, data.DataLoader(test_set, batch_size=256))
+    print(f"test accuracy {100 * acc:.2f}% after {args.epochs} epochs "
+          f"({seconds:.1f} s, {args.epochs * len(loader) / seconds:.0f} steps/s)")
+    batch = next(iter(data.DataLoader(train_set, batch_size=32, shuffle=True, seed=1)))
+    bill = training.step_bill(model, batch, opt)
+    print("\nThe bill of one training step (batch 32), by layer:")
+    print(bill.table(by="scope"))
+    return 0
+
+
+def _classifier_data(kind: str, path: str | None):
+    image = kind == "cnn"
+    if path:
+        return (data.mnist(path, train=True, image=image), data.mnist(path, train=False,
+                                                                       image=image), 28)
+    return data.digits(train=True, image=image), data.digits(train=False, image=image), 8
+
+
+def cmd_train(args) -> int:
+    """Train an MLP, a CNN or a GPT; optionally save the weights and print the step bill."""
+    manual_seed(args.seed)
+    if args.model in ("mlp", "cnn"):
+        train_set, test_set, side = _classifier_data(args.model, args.data)
+        if args.model == "mlp":
+            model = models.MLP([side * side, 128, 64, 10])
+        else:
+            model = models.CNN(image_size=side)
+        loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                 seed=args.seed)
+        opt = optim.Adam(model.parameters(), lr=args.lr or 2e-3)
+        loss_fn = training._loss_fn
+        print(f"train {args.model}: {model.num_parameters():,} parameters, "
+              f"{len(train_set)} train / {len(test_set)} test examples")
+        training.fit(model, loader, opt, loss_fn, epochs=args.epochs, steps=args.steps,
+                     progress=not args.quiet)
+        acc = training.evaluate(model, data.DataLoader(test_set, batch_size=256))
+        print(f"test accuracy {100 * acc:.2f}%")
+        tokens = None
+    else:
+        ctx = 64
+        corpus = data.text(args.data, ctx=ctx)
+        cfg = models.GPTConfig(n_layer=2, n_head=4, d_model=128, ctx=ctx, vocab=len(corpus.vocab))
+        model = models.GPT(cfg)
+        loader = data.DataLoader(corpus, batch_size=args.batch_size, shuffle=True,
+                                 seed=args.seed)
+        opt = optim.AdamW(model.parameters(), lr=args.lr or 3e-3, weight_decay=0.01)
+
+        def loss_fn(m, batch):
+            return m(batch[0], batch[1])[1]
+
+        steps = args.steps if args.steps is not None else 200
+        print(f"train gpt: {model.num_parameters():,} parameters, vocab {cfg.vocab}, "
+              f"{len(corpus.tokens):,} characters")
+        losses = training.fit(model, loader, opt, loss_fn, steps=steps, clip=1.0,
+                              progress=not args.quiet)
+        print(f"final loss {sum(losses[-10:]) / len(losses[-10:]):.3f} (uniform would be "
+              f"{__import__('math').log(cfg.vocab):.3f})")
+        tokens = args.batch_size * ctx
+    if args.save:
+        save(model.state_dict(), args.save)
+        print(f"saved weights to {args.save}")
+    if args.bill:
+        batch = next(iter(loader))
+        bill = training.step_bill(model, batch, opt, loss_fn)
+        print("\nThe bill of one training step, by layer:")
+        print(bill.table(by="scope", depth=2, rules=False))
+        for rule in bill.rules(tokens=tokens):
+            print(f"  - {rule}")
+    return 0
+
+
+def _positive(kind):
+    def parse(s):
+        v = kind(s)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+        return v
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,7 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flopgrad",
         description="Automatic differentiation for NumPy that hands you the bill.")
     parser.add_argument("--version", action="version", version=f"flopgrad {flopgrad.__version__}")
-    parser.add_subparsers(dest="command", title="commands")
+    sub = parser.add_subparsers(dest="command", title="commands")
+    demo = sub.add_parser("demo", help="train seed 000's MLP on digits and print its bill")
+    demo.add_argument("--epochs", type=_positive(int), default=30)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+    tr = sub.add_parser("train", help="train an MLP, a CNN or a small GPT")
+    tr.add_argument("model", choices=["mlp", "cnn", "gpt"])
+    tr.add_argument("--data", help="MNIST folder/.npz (mlp, cnn) or a text file (gpt); "
+                                   "default: scikit-learn digits / Python's own sources")
+    tr.add_argument("--epochs", type=_positive(int), default=10)
+    tr.add_argument("--steps", type=_positive(int), default=None,
+                    help="train exactly this many steps (overrides --epochs)")
+    tr.add_argument("--batch-size", type=_positive(int), default=32)
+    tr.add_argument("--lr", type=_positive(float), default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--save", metavar="PATH", help="write the weights (safetensors)")
+    tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
@@ -24,4 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
-    return 0
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"flopgrad {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from flopgrad.dispatch import State, track_alloc
 from flopgrad.tensor import Tensor, _shape_arg, as_dtype
 
 _rng = np.random.default_rng()
@@ -26,6 +27,8 @@ def generator() -> np.random.Generator:
 
 
 def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    if State.listeners:
+        track_alloc(arr)
     return Tensor(arr, requires_grad=requires_grad)
 
 

@@ -7,6 +7,7 @@ tells every listening ledger about the op. Nothing else in flopgrad executes an 
 
 from __future__ import annotations
 
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 Tensor: Any = None  # set by flopgrad.tensor at import (tensor sits above dispatch)
+Parameter: Any = None  # likewise
 
 
 class State:
@@ -23,8 +25,9 @@ class State:
 
     grad_enabled = True
     forward_ad = 0  # >0 while fg.jvp carries tangents
-    listeners: list = []  # callables(op, arrays, out, params) of active ledgers
+    listeners: list = []  # active ledgers (flopgrad.ledger.Ledger)
     phase = "forward"
+    scope = ""  # dotted path of the enclosing fg.scope()s
     role: str | None = None  # "weight" / "input" while a backward slot runs
     grad_of: tuple | None = None  # (op name, input slot) whose gradient is being computed
 
@@ -34,7 +37,7 @@ class Node:
 
     __slots__ = (
         "op", "parents", "saved", "versions", "params", "in_shapes", "out_data",
-        "out_tangent", "out_version", "released", "__weakref__",
+        "out_tangent", "out_version", "released", "scope", "weight_level", "__weakref__",
     )
 
     def out(self):
@@ -73,19 +76,22 @@ def _data(a):
 def apply(op: Op, args: tuple, params: tuple = ()):
     """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
     arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+    listening = State.listeners
+    if listening:
+        start = perf_counter_ns()
     try:
         out = op.forward(*arrays, *params)
     except (ValueError, IndexError) as err:
         raise _shape_error(op, args, err) from None
-    if State.listeners:
-        for listen in State.listeners:
-            listen(op, arrays, out, params)
-    t = Tensor.__new__(Tensor)
+    if type(out) is not _ndarray:
+        out = np.asarray(out)  # ufuncs return NumPy scalars for 0-d results
+    if listening:
+        for ledger in listening:
+            ledger.on_op(op, args, arrays, out, params, start)
+    t = _new(Tensor)
     t._data = out
-    t._tangent = None
+    t._tangent = t.grad = t._node = None
     t._version = [0]
-    t.grad = None
-    t._node = None
     t.requires_grad = False
     if State.grad_enabled and op.vjp is not None:
         parents = None
@@ -95,42 +101,80 @@ def apply(op: Op, args: tuple, params: tuple = ()):
                     parents = [None] * len(args)
                 parents[i] = a._node or a
         if parents is not None:
-            t._node = node = _record(op, args, arrays, out, params, parents)
+            t._node = _record(op, args, arrays, out, params, parents, t._version)
             t.requires_grad = True
-            if node.out_data is not None:
-                node.out_version = t._version
-    if State.forward_ad and any(isinstance(a, Tensor) and a._tangent is not None for a in args):
-        _forward_tangent(op, args, t, params)
+    if State.forward_ad:
+        for a in args:
+            if isinstance(a, Tensor) and a._tangent is not None:
+                _forward_tangent(op, args, t, params)
+                break
     return t
 
 
-def _record(op: Op, args, arrays, out, params, parents) -> Node:
-    node = Node()
+_new = object.__new__
+_ndarray = np.ndarray
+
+
+def _shape_of(a) -> tuple:
+    return () if isinstance(a, int | float | bool) else np.shape(a)
+
+
+def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
+    node = _new(Node)
     node.op = op
     node.parents = parents
     node.params = params
-    node.in_shapes = [np.shape(a) for a in arrays]
-    node.out_tangent = None
+    node.in_shapes = [a.shape if type(a) is _ndarray else _shape_of(a) for a in arrays]
+    node.out_tangent = node.out_data = node.saved = node.versions = None
     node.released = False
-    node.out_data = None
-    saved = versions = None
+    node.scope = State.scope
     uses = op.uses
     for i, p in enumerate(parents):
         if p is not None and i < len(uses):
             for j in uses[i]:
                 if j < 0:
                     node.out_data = out
-                else:
-                    if saved is None:
-                        saved = [None] * len(args)
-                        versions = [0] * len(args)
-                    a = args[j]
-                    saved[j] = a
-                    if isinstance(a, Tensor):
-                        versions[j] = a._version[0]
-    node.saved = saved
-    node.versions = versions
+                    node.out_version = out_version
+                    continue
+                if node.saved is None:
+                    node.saved = [None] * len(args)
+                    node.versions = [0] * len(args)
+                a = args[j]
+                node.saved[j] = a
+                if isinstance(a, Tensor):
+                    node.versions[j] = a._version[0]
+    node.weight_level = 0
+    if State.listeners:
+        node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
+                                default=0)
+        for ledger in State.listeners:
+            ledger.on_saved(node)
     return node
+
+
+def weight_level(t) -> int:
+    """How purely a tensor derives from weights, for the dW/dX split: 2 = only from
+    nn.Parameters, 1 = only from leaves that require grad, 0 = depends on other data."""
+    node = t._node
+    if node is not None:
+        return node.weight_level
+    if isinstance(t, Parameter):
+        return 2
+    return 1 if t.requires_grad else 0
+
+
+def release(node: Node) -> None:
+    """Free what a node saved, once its backward has run (listening ledgers are told)."""
+    for ledger in State.listeners:
+        ledger.on_release(node)
+    node.released = node.saved is not None or node.out_data is not None
+    node.saved = node.out_data = None
+
+
+def track_alloc(arr: np.ndarray) -> None:
+    """Tell listening ledgers about an array made outside dispatch (factories, .grad copies)."""
+    for ledger in State.listeners:
+        ledger.on_alloc(arr)
 
 
 class _Primals:

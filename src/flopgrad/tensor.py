@@ -541,9 +541,11 @@ class Tensor:
 
     def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
             keepdims=None):
-        """Standard deviation (square root of var)."""
-        return self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
-                        keepdims=keepdims).sqrt()
+        """Standard deviation (square root of var); zero gradient where it is 0, as in PyTorch."""
+        v = self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
+                     keepdims=keepdims)
+        zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
+        return where(zero, 0.0, where(zero, 1.0, v).sqrt())
 
     def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Product over `dim` (exact gradients even with zeros)."""
@@ -590,8 +592,9 @@ class Tensor:
         return self._arg(O.ARGMIN, dim, keepdim, axis, keepdims, "argmin")
 
     def _arg(self, op, dim, keepdim, axis, keepdims, name):
-        if dim is None and axis is None:
-            return apply(op, (self.reshape(-1),), (0, False))
+        if dim is None and axis is None:  # over the flattened tensor (keepdim: all dims 1)
+            out = apply(op, (self.reshape(-1),), (0, False))
+            return out.reshape((1,) * self.ndim) if _keep(keepdim, keepdims) else out
         return apply(op, (self,), (_one_dim(dim, axis, self.ndim, name),
                                    _keep(keepdim, keepdims)))
 
@@ -706,7 +709,7 @@ class Tensor:
             raise ValueError(f"repeat: need at least {self.ndim} sizes, got {sizes}")
         x = self.reshape((1,) * (len(sizes) - self.ndim) + self.shape)
         inter = []
-        for r, s in zip(sizes, x.shape, strict=True):
+        for s in x.shape:
             inter += [1, s]
         big = []
         for r, s in zip(sizes, x.shape, strict=True):
@@ -757,6 +760,30 @@ class Tensor:
     def matmul(self, o):
         """Matrix product (NumPy/PyTorch broadcasting rules)."""
         return matmul(self, o)
+
+
+class Parameter(Tensor):
+    """A tensor that is a model weight: requires grad by default, billed as dW in backward.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.Parameter(fg.zeros(2)).requires_grad
+    True
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any = None, requires_grad: bool = True):
+        if data is None:
+            data = np.empty(0, dtype=np.float32)
+        super().__init__(data._data if isinstance(data, Tensor) else data)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+dispatch.Parameter = Parameter
 
 
 class MinMax(tuple):

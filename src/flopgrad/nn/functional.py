@@ -13,7 +13,7 @@ import numpy as np
 from flopgrad import creation
 from flopgrad import ops as O
 from flopgrad.dispatch import apply
-from flopgrad.tensor import Tensor, _t, where
+from flopgrad.tensor import Tensor, _t, maximum, where
 
 __all__ = [
     "linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "embedding", "layer_norm",
@@ -62,7 +62,8 @@ def silu(x: Tensor) -> Tensor:
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, linear above `threshold` (computed without overflow)."""
     bx = x * beta if beta != 1 else x
-    smooth = bx.relu() + (-bx.abs()).exp().log1p()
+    # maximum, not relu: its tie at 0 passes half the gradient, so d/dx at 0 is sigmoid(0)
+    smooth = maximum(bx, 0.0) + (-bx.abs()).exp().log1p()
     if beta != 1:
         smooth = smooth / beta
     return where(bx > threshold, x, smooth)
@@ -316,6 +317,8 @@ def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: i
         picked = logp[safe]
     else:
         picked = logp.gather(1, np.expand_dims(safe, 1)).squeeze(1)
+    if ignored.any():  # ignored targets get exactly 0 gradient (not 0 * inf when all are)
+        picked = where(Tensor(ignored), 0.0, picked)
     w = np.where(ignored, 0.0, 1.0).astype(logp.dtype)
     if weight is not None:
         wt = weight[safe] * Tensor(w)
@@ -354,8 +357,9 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
     nll = nll_loss(logp, tgt, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    kept = Tensor(np.expand_dims(tgt != ignore_index, class_dim).astype(logits.dtype))
-    terms = logp * kept
+    kept_mask = np.expand_dims(tgt != ignore_index, class_dim)
+    kept = Tensor(kept_mask.astype(logits.dtype))
+    terms = where(Tensor(kept_mask), logp, 0.0)  # exact zeros (and gradients) where ignored
     if weight is not None:
         terms = terms * weight.reshape(wshape)
     smooth = -terms.sum(class_dim)
@@ -381,7 +385,8 @@ def binary_cross_entropy_with_logits(x: Tensor, target, weight=None, reduction: 
                                      pos_weight=None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable expression."""
     y = _t(target)
-    log_sig_neg = (-x.abs()).exp().log1p() + (-x).relu()  # -log(sigmoid(x)) + x ... stable part
+    # -log(sigmoid(x)), stable; maximum's tie at 0 passes half, so d/dx is right at x = 0
+    log_sig_neg = (-x.abs()).exp().log1p() + maximum(-x, 0.0)
     if pos_weight is not None:
         lw = 1 + (pos_weight - 1) * y
         loss = (1 - y) * x + lw * log_sig_neg
@@ -417,7 +422,14 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
             scores = where(m, scores, -np.inf)
         else:
             scores = scores + m
-    attn = scores.softmax(-1)
+    # a query with nothing to attend to gets 0, not NaN (PyTorch's safe softmax); the inner
+    # where keeps the NaN of an all -inf softmax out of the backward pass as well
+    empty = np.all(scores._data == -np.inf, axis=-1, keepdims=True)
+    if empty.any():
+        empty = Tensor(empty)
+        attn = where(empty, 0.0, where(empty, 0.0, scores).softmax(-1))
+    else:
+        attn = scores.softmax(-1)
     if dropout_p:
         attn = dropout(attn, dropout_p)
     return attn @ v

@@ -1,0 +1,332 @@
+"""The cost ledger: listens to dispatch and turns every executed primitive into a bill line.
+
+While a ledger listens, each op appends one tuple of shapes and context (phase, role,
+scope); FLOPs and bytes are computed from the op's cost formula only when the ledger is
+read. With memory tracking on, the ledger also follows every array it sees from creation
+to release (live bytes, peak, timeline) and every array saved for backward (deduplicated
+by underlying buffer, released when the node's backward has run).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import weakref
+from time import perf_counter_ns
+
+import numpy as np
+
+from flopgrad import dispatch
+from flopgrad.dispatch import State
+
+PHASES = ("forward", "backward", "recompute", "optimizer")
+ROLES = ("weight", "input")
+KINDS = ("all", "tensor", "other")
+
+# fields of an event tuple
+OP, SHAPES, ITEMSIZES, OUT_SHAPE, OUT_ITEMSIZE, PARAMS, PHASE, ROLE, GRAD_OF, SCOPE, START, \
+    END, COPIED, SKIPPED = range(14)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ndarray = np.ndarray
+
+
+class scope:
+    """Name a region; ops inside carry the dotted scope path (nestable).
+
+    >>> import flopgrad as fg
+    >>> with fg.profile() as bill, fg.scope("encoder"), fg.scope("fc1"):
+    ...     _ = fg.ones(2, 2) @ fg.ones(2, 2)
+    >>> bill.flops(scope="encoder")
+    16
+    """
+
+    __slots__ = ("name", "prev")
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"scope: name must be a non-empty string, got {name!r}")
+        self.name = name
+
+    def __enter__(self):
+        self.prev = State.scope
+        State.scope = f"{self.prev}.{self.name}" if self.prev else self.name
+        return self
+
+    def __exit__(self, *exc):
+        State.scope = self.prev
+        return False
+
+
+class phase:
+    """Bill the ops inside as `name` ("forward", "recompute", "optimizer")."""
+
+    __slots__ = ("name", "prev")
+
+    def __init__(self, name: str):
+        if name not in PHASES:
+            raise ValueError(f"phase: {name!r} is not one of {PHASES}")
+        self.name = name
+
+    def __enter__(self):
+        self.prev = State.phase
+        State.phase = self.name
+        return self
+
+    def __exit__(self, *exc):
+        State.phase = self.prev
+        return False
+
+
+def _user_line() -> str:
+    """file:line of the innermost caller outside the flopgrad package."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        f = f.f_back
+    if f is None:
+        return "?"
+    return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+
+
+def _buffer(arr: np.ndarray) -> np.ndarray:
+    """The array that owns arr's memory (views share their base's buffer)."""
+    while isinstance(arr.base, _ndarray):
+        arr = arr.base
+    return arr
+
+
+class Ledger:
+    """Collects cost events from dispatch; answers FLOP, byte and memory queries."""
+
+    def __init__(self, memory: bool = True):
+        self.memory = memory
+        self.events: list[tuple] = []
+        self._costs: list[tuple] = []
+        self.active = False
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self.saved_bytes = 0
+        self.saved_bytes_peak = 0
+        self.timeline: list[tuple[int, int, int]] = []  # (time ns, live bytes, saved bytes)
+        self._saved_entries: list[dict] = []
+        self._buffers: dict[int, list] = {}
+        self._node_release: dict[int, weakref.finalize] = {}
+        self.leaves: dict[int, int] = {}  # id -> size of leaves that required grad
+
+    # ------------------------------------------------------------ listening
+    def start(self) -> None:
+        self.active = True
+        self.t0 = perf_counter_ns()
+        State.listeners = State.listeners + [self]
+
+    def stop(self) -> None:
+        self.active = False
+        State.listeners = [x for x in State.listeners if x is not self]
+
+    def on_op(self, op, args, arrays, out, params, start) -> None:
+        phase_ = State.phase
+        copied = False
+        if op.view and type(out) is _ndarray and out.base is None:
+            copied = True  # e.g. reshape of a non-contiguous array had to copy
+        skipped = ()
+        if phase_ == "forward" and State.grad_enabled and op.vjp is not None:
+            needs = [isinstance(a, dispatch.Tensor) and a.requires_grad for a in args]
+            if any(needs):
+                skipped = tuple(i for i, a in enumerate(args)
+                                if isinstance(a, dispatch.Tensor) and not needs[i])
+                for a, need in zip(args, needs, strict=True):
+                    if need and a._node is None:
+                        self.leaves[id(a)] = a._data.size
+        self.events.append((
+            op,
+            tuple(a.shape if type(a) is _ndarray else () for a in arrays),
+            tuple(a.itemsize if type(a) is _ndarray else 0 for a in arrays),
+            out.shape, out.itemsize, params, phase_, State.role,
+            State.grad_of, State.scope, start, perf_counter_ns(), copied, skipped,
+        ))
+        if self.memory and type(out) is _ndarray and (not op.view or copied):
+            self.on_alloc(out)
+
+    def on_alloc(self, arr: np.ndarray) -> None:
+        if not self.memory or type(arr) is not _ndarray:
+            return
+        n = arr.nbytes
+        self.live_bytes += n
+        if self.live_bytes > self.peak_bytes:
+            self.peak_bytes = self.live_bytes
+        self._mark()
+        weakref.finalize(arr, self._free, n)
+
+    def _free(self, n: int) -> None:
+        if self.active:
+            self.live_bytes -= n
+            self._mark()
+
+    def _mark(self) -> None:
+        self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
+
+    def on_saved(self, node) -> None:
+        if not self.memory:
+            return
+        items = []
+        if node.saved is not None:
+            for i, t in enumerate(node.saved):
+                if isinstance(t, dispatch.Tensor):
+                    items.append((t._data, f"input {i}", t._node is None))
+        if node.out_data is not None:
+            items.append((node.out_data, "output", False))
+        if not items:
+            return
+        where = _user_line()
+        keys = []
+        for arr, what, leaf in items:
+            if type(arr) is not _ndarray:
+                continue
+            root = _buffer(arr)
+            key = id(root)
+            entry = self._buffers.get(key)
+            shared = entry is not None
+            if shared:
+                entry[0] += 1
+            else:
+                self._buffers[key] = [1, root.nbytes]
+                self.saved_bytes += root.nbytes
+            keys.append(key)
+            self._saved_entries.append({
+                "op": node.op.name, "what": what, "shape": tuple(arr.shape),
+                "dtype": str(arr.dtype), "bytes": int(root.nbytes if not shared else 0),
+                "array_bytes": int(arr.nbytes), "scope": node.scope, "line": where,
+                "leaf": leaf, "shared": shared,
+            })
+        if self.saved_bytes > self.saved_bytes_peak:
+            self.saved_bytes_peak = self.saved_bytes
+        self._mark()
+        self._node_release[id(node)] = weakref.finalize(node, self._unsave, keys)
+
+    def on_release(self, node) -> None:
+        fin = self._node_release.pop(id(node), None)
+        if fin is not None:
+            fin()
+
+    def _unsave(self, keys: list) -> None:
+        for key in keys:
+            entry = self._buffers.get(key)
+            if entry is None:
+                continue
+            entry[0] -= 1
+            if entry[0] == 0:
+                self.saved_bytes -= entry[1]
+                del self._buffers[key]
+        if self.active:
+            self._mark()
+
+    # ------------------------------------------------------------ costs
+    def costs(self) -> list[tuple]:
+        """(tensor FLOPs, other FLOPs, transcendentals, bytes, unknown) for every event."""
+        for ev in self.events[len(self._costs):]:
+            self._costs.append(event_cost(ev))
+        return self._costs
+
+    def _rows(self, phase=None, role=None, op=None, scope=None):
+        for ev, c in zip(self.events, self.costs(), strict=True):
+            if phase is not None and ev[PHASE] != phase:
+                continue
+            if role is not None and (ev[PHASE] not in ("backward",) or _role(ev) != role):
+                continue
+            if op is not None and attributed_op(ev) != op:
+                continue
+            if scope is not None and not (ev[SCOPE] == scope or ev[SCOPE].startswith(scope + ".")):
+                continue
+            yield ev, c
+
+    def _check(self, phase, role, kind) -> None:
+        if phase is not None and phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES} or None, got {role!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def flops(self, phase: str | None = None, role: str | None = None, kind: str = "all",
+              op: str | None = None, scope: str | None = None) -> int:
+        """FLOPs of the selected events.
+
+        phase: "forward", "backward", "recompute", "optimizer" or None (all).
+        role: "weight" (dW) or "input" (dX); backward events only.
+        kind: "all", "tensor" (matmul/conv/einsum contractions) or "other".
+        op: the op a line is billed to (for backward work, the forward op whose gradient
+        it computes). scope: a dotted scope path, matching nested scopes too.
+        """
+        self._check(phase, role, kind)
+        total = 0
+        for _, c in self._rows(phase, role, op, scope):
+            if kind == "all":
+                total += c[0] + c[1]
+            elif kind == "tensor":
+                total += c[0]
+            else:
+                total += c[1]
+        return total
+
+    def macs(self, phase: str | None = None, role: str | None = None, op: str | None = None,
+             scope: str | None = None) -> int:
+        """Multiply-accumulates of the tensor FLOPs (tensor FLOPs / 2), as fvcore/thop count."""
+        return self.flops(phase, role, "tensor", op, scope) // 2
+
+    def bytes(self, phase: str | None = None, role: str | None = None, op: str | None = None,
+              scope: str | None = None) -> int:
+        """Bytes read plus written by the selected events (views move nothing)."""
+        self._check(phase, role, "all")
+        return sum(c[3] for _, c in self._rows(phase, role, op, scope))
+
+    def transcendentals(self, phase: str | None = None, role: str | None = None,
+                        op: str | None = None, scope: str | None = None) -> int:
+        """Count of exp/log/tanh/erf/sqrt/... evaluations among the selected events."""
+        self._check(phase, role, "all")
+        return sum(c[2] for _, c in self._rows(phase, role, op, scope))
+
+    def backward_forward_ratio(self, kind: str = "all") -> float:
+        """Backward FLOPs divided by forward FLOPs."""
+        fwd = self.flops("forward", kind=kind)
+        if fwd == 0:
+            raise ValueError("backward_forward_ratio: no forward FLOPs were billed")
+        return self.flops("backward", kind=kind) / fwd
+
+    def unknown_ops(self) -> list[str]:
+        """Names of ops that declared no cost (billed as zero, flagged in every report)."""
+        return sorted({ev[OP].name for ev in self.events if ev[OP].unknown_cost})
+
+    def saved(self) -> list[dict]:
+        """Every array saved for backward: op, input/output, shape, dtype, bytes, scope, line.
+
+        `bytes` is the buffer's size the first time that buffer is saved and 0 when a later
+        node saves the same buffer again (a view is not a copy); `array_bytes` is the view's.
+        """
+        return [dict(e) for e in self._saved_entries]
+
+
+def _role(ev) -> str:
+    return ev[ROLE] or "input"
+
+
+def attributed_op(ev) -> str:
+    """The op a line is billed to: for backward work, the forward op it differentiates."""
+    if ev[GRAD_OF] is not None and ev[PHASE] == "backward":
+        return ev[GRAD_OF][0]
+    return ev[OP].name
+
+
+def event_cost(ev) -> tuple:
+    """(tensor FLOPs, other FLOPs, transcendentals, bytes, unknown) of one event."""
+    op = ev[OP]
+    if op.unknown_cost:
+        tensor = other = trans = 0
+    else:
+        tensor, other, trans = op.cost(ev[OUT_SHAPE], ev[SHAPES], ev[PARAMS])
+    if op.view and not ev[COPIED]:
+        nbytes = 0
+    else:
+        nbytes = math.prod(ev[OUT_SHAPE]) * ev[OUT_ITEMSIZE] + sum(
+            math.prod(s) * i for s, i in zip(ev[SHAPES], ev[ITEMSIZES], strict=True))
+    return (int(tensor), int(other), int(trans), int(nbytes), op.unknown_cost)

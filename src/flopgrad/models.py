@@ -1,0 +1,219 @@
+"""The model zoo: MLP, a LeNet-like CNN, and GPT (GPT-2 architecture, nanoGPT's layout).
+
+>>> import flopgrad as fg
+>>> fg.models.GPTConfig.preset("gpt2").num_params()
+124439808
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from flopgrad import nn
+from flopgrad.nn import functional as F
+from flopgrad.nn import init
+
+__all__ = ["MLP", "CNN", "GPT", "GPTConfig", "PRESETS"]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
+                "sigmoid": nn.Sigmoid}
+
+
+class MLP(nn.Module):
+    """Fully connected layers `sizes[0] -> sizes[1] -> ... -> sizes[-1]` with an activation
+    between them (none after the last). Layers are named fc1, fc2, ... in the bill."""
+
+    def __init__(self, sizes, activation: str = "relu", dtype=None):
+        super().__init__()
+        sizes = list(sizes)
+        if len(sizes) < 2 or any(int(s) <= 0 for s in sizes):
+            raise ValueError(f"MLP: sizes must be at least two positive ints, got {sizes}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"MLP: activation must be one of {sorted(_ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        self.sizes = sizes
+        self.n_layers = len(sizes) - 1
+        for k in range(self.n_layers):
+            setattr(self, f"fc{k + 1}", nn.Linear(sizes[k], sizes[k + 1], dtype=dtype))
+            if k < self.n_layers - 1:
+                setattr(self, f"act{k + 1}", _ACTIVATIONS[activation]())
+
+    def forward(self, x):
+        for k in range(self.n_layers):
+            x = getattr(self, f"fc{k + 1}")(x)
+            if k < self.n_layers - 1:
+                x = getattr(self, f"act{k + 1}")(x)
+        return x
+
+
+class CNN(nn.Module):
+    """LeNet-like: two conv(3x3, padding 1) + ReLU + 2x2 max-pool stages, then two linear
+    layers. For 8x8 digits (image_size=8) or 28x28 MNIST (image_size=28)."""
+
+    def __init__(self, image_size: int = 8, channels=(16, 32), hidden: int = 64,
+                 classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"CNN: image_size must be divisible by 4, got {image_size}")
+        c1, c2 = channels
+        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(c2 * (image_size // 4) ** 2, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
+        return self.fc2(F.relu(self.fc1(self.flatten(x))))
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT: layers, heads, width, context, vocabulary and options."""
+
+    n_layer: int = 12
+    n_head: int = 12
+    d_model: int = 768
+    ctx: int = 1024
+    vocab: int = 50257
+    bias: bool = True
+    tied_embeddings: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        for k in ("n_layer", "n_head", "d_model", "ctx", "vocab"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"GPTConfig: {k} must be positive, got {getattr(self, k)}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"GPTConfig: d_model {self.d_model} is not divisible by n_head "
+                             f"{self.n_head}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+
+    @staticmethod
+    def preset(name: str, **overrides) -> GPTConfig:
+        """A named configuration ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", ...)."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+        return replace(PRESETS[name], **overrides)
+
+    def num_params(self) -> int:
+        """Parameter count from the shapes alone (tied embeddings counted once)."""
+        d, b = self.d_model, int(self.bias)
+        per_layer = (2 * d + 2 * d * b  # two layer norms
+                     + 3 * d * d + 3 * d * b + d * d + d * b  # attention
+                     + 8 * d * d + 4 * d * b + d * b)  # MLP
+        total = self.vocab * d + self.ctx * d + self.n_layer * per_layer + d + d * b
+        if not self.tied_embeddings:
+            total += self.vocab * d
+        return total
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, GPTConfig] = {
+    "gpt2": GPTConfig(12, 12, 768),
+    "gpt2-medium": GPTConfig(24, 16, 1024),
+    "gpt2-large": GPTConfig(36, 20, 1280),
+    "gpt2-xl": GPTConfig(48, 25, 1600),
+}
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: one qkv projection, SDPA, output projection."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head, self.d_model = cfg.n_head, cfg.d_model
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        shape = (b, t, self.n_head, d // self.n_head)
+        q, k, v = (z.reshape(shape).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(b, t, d)
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
+
+
+class GPTMLP(nn.Module):
+    """d -> 4d -> GELU (tanh form, as GPT-2) -> d."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(self, x):
+        return F.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")), self.dropout,
+                         self.training)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.mlp = GPTMLP(cfg)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2 style language model. forward(idx) -> logits; with targets also the loss."""
+
+    def __init__(self, cfg: GPTConfig | None = None):
+        super().__init__()
+        cfg = cfg or GPTConfig()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.ctx, cfg.d_model)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        if not cfg.tied_embeddings:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                init.zeros_(p)
+            elif ".ln_" in name or name.startswith("ln_f"):
+                init.ones_(p)
+            elif name.endswith("c_proj.weight"):
+                init.normal_(p, 0.0, 0.02 / math.sqrt(2 * self.cfg.n_layer))
+            else:
+                init.normal_(p, 0.0, 0.02)
+
+    def forward(self, idx, targets=None):
+        b, t = idx.shape
+        if t > self.cfg.ctx:
+            raise ValueError(f"GPT: sequence length {t} exceeds ctx {self.cfg.ctx}")
+        x = self.wte(idx) + self.wpe(np.arange(t))
+        x = F.dropout(x, self.cfg.dropout, self.training)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        head = self.lm_head.weight if not self.cfg.tied_embeddings else self.wte.weight
+        logits = x @ head.T
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.reshape(b * t, -1), targets.reshape(-1))
+        return logits, loss

@@ -1,0 +1,684 @@
+"""nn.Module and the standard layers. Each submodule's forward runs inside fg.scope(<path>).
+
+>>> import flopgrad as fg
+>>> net = fg.nn.Sequential(fg.nn.Linear(4, 8), fg.nn.ReLU(), fg.nn.Linear(8, 2))
+>>> net(fg.ones(3, 4)).shape
+(3, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import numpy as np
+
+from flopgrad import creation
+from flopgrad.ledger import scope
+from flopgrad.nn import functional as F
+from flopgrad.nn import init
+from flopgrad.tensor import Parameter, Tensor
+
+__all__ = [
+    "Module", "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "LayerNorm",
+    "RMSNorm", "BatchNorm2d", "Embedding", "Dropout", "ReLU", "GELU", "SiLU", "Tanh",
+    "Sigmoid", "Softmax", "Identity", "Sequential", "ModuleList", "ModuleDict",
+    "MultiheadAttention",
+]
+
+
+class Module:
+    """Base class of layers and models: parameters, buffers, children, train/eval, state.
+
+    Subclasses define `forward`; calling the module runs it inside `fg.scope(name)`, where
+    name is the attribute the module was assigned to, so bills break down by layer.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_scope_name", None)
+
+    # ------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            if value._scope_name is None:
+                object.__setattr__(value, "_scope_name", name)
+            if isinstance(value, ModuleList | ModuleDict):  # never called: name the items
+                for k, child in value._modules.items():
+                    object.__setattr__(child, "_scope_name", f"{name}.{k}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """A non-trainable tensor saved in state_dict (e.g. running statistics)."""
+        self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter under `name` (None is allowed, as for a missing bias)."""
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Add a child module under `name`."""
+        setattr(self, name, module)
+
+    # ------------------------------------------------------------ calling
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        if self._scope_name is None:
+            return self.forward(*args, **kwargs)
+        with scope(self._scope_name):
+            return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted path, module) for this module and every descendant, once each."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop(0)
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield name, m
+            stack[0:0] = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()
+                          if c is not None]
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every descendant."""
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Direct children with their attribute names."""
+        yield from ((k, m) for k, m in self._modules.items() if m is not None)
+
+    def children(self) -> Iterator[Module]:
+        """Direct children."""
+        for _, m in self.named_children():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter), each shared parameter once."""
+        seen = set()
+        for path, m in self.named_modules(prefix):
+            for k, p in m._parameters.items():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{path}.{k}" if path else k), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter once."""
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer)."""
+        for path, m in self.named_modules():
+            for k, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{path}.{k}" if path else k), b
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every buffer."""
+        for _, b in self.named_buffers():
+            yield b
+
+    def num_parameters(self) -> int:
+        """Total number of parameter elements (shared parameters once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------ modes and state
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active, batch norm uses batch statistics)."""
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode."""
+        return self.train(False)
+
+    def apply(self, fn) -> Module:
+        """Call fn on every descendant and then on self (children first, like PyTorch)."""
+        for m in reversed(list(self.modules())):
+            fn(m)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients of every parameter."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad = Tensor(np.zeros_like(p.grad._data))
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Switch gradients of every parameter on or off."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def state_dict(self) -> OrderedDict:
+        """Parameters and buffers by dotted name (the tensors themselves, not copies)."""
+        out: OrderedDict = OrderedDict()
+        for path, m in self.named_modules():
+            for k, p in m._parameters.items():
+                if p is not None:
+                    out[f"{path}.{k}" if path else k] = p
+            for k, b in m._buffers.items():
+                if b is not None:
+                    out[f"{path}.{k}" if path else k] = b
+        return out
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> tuple[list, list]:
+        """Copy values in by name; with strict, missing or unexpected keys are an error.
+
+        Returns (missing keys, unexpected keys). A shape mismatch is always an error.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}; pass "
+                "strict=False to load the matching ones")
+        for k, t in own.items():
+            if k not in state:
+                continue
+            value = state[k]
+            arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+            if arr.shape != t.shape:
+                raise ValueError(
+                    f"load_state_dict: {k} has shape {arr.shape} in the checkpoint but "
+                    f"{t.shape} in the model")
+            t._data[...] = arr.astype(t.dtype, copy=False)
+            t._version[0] += 1
+        return missing, unexpected
+
+    def to(self, dtype=None) -> Module:
+        """Cast every floating parameter and buffer to `dtype` (in place)."""
+        from flopgrad.tensor import as_dtype
+        dt = as_dtype(dtype)
+        if dt is None:
+            return self
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.dtype.kind == "f":
+                t._data = t._data.astype(dt)
+                t._version[0] += 1
+        return self
+
+    def double(self) -> Module:
+        """Cast to float64."""
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        """Cast to float32."""
+        return self.to(np.float32)
+
+    # ------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for k, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({k}): {child}")
+        n = self.num_parameters()
+        if len(lines) == 1:
+            return lines[0] + ")" + (f"  # {n:,} params" if n else "")
+        return "\n".join(lines) + f"\n)  # {n:,} params"
+
+
+# ---------------------------------------------------------------- layers
+
+class Identity(Module):
+    """Returns its input."""
+
+    def forward(self, x):
+        return x
+
+
+class Linear(Module):
+    """y = x W^T + b, W of shape (out_features, in_features), PyTorch's initialisation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(creation.empty(out_features, in_features, dtype=dtype))
+        self.register_parameter(
+            "bias", Parameter(creation.empty(out_features, dtype=dtype)) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class _ConvNd(Module):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                 groups, bias, dims, dtype):
+        super().__init__()
+        ks = (kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{type(self).__name__}: channels {in_channels}, {out_channels} "
+                             f"must be divisible by groups={groups}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, ks
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.weight = Parameter(creation.empty(out_channels, in_channels // groups, *ks,
+                                               dtype=dtype))
+        self.register_parameter(
+            "bias", Parameter(creation.empty(out_channels, dtype=dtype)) if bias else None)
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = (in_channels // groups) * int(np.prod(ks))
+            bound = 1 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, 2, dtype)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, 1, dtype)
+
+    def forward(self, x):
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class MaxPool2d(Module):
+    """Max over windows."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            kernel_size, stride, padding, dilation)
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class AvgPool2d(Module):
+    """Mean over windows."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
+                            self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class Flatten(Module):
+    """Merge dims start_dim..end_dim (by default all but the batch dim)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the trailing `normalized_shape`."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+            normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        w = Parameter(creation.ones(*shape, dtype=dtype)) if elementwise_affine else None
+        b = Parameter(creation.zeros(*shape, dtype=dtype)) if elementwise_affine and bias \
+            else None
+        self.register_parameter("weight", w)
+        self.register_parameter("bias", b)
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the trailing `normalized_shape`."""
+
+    def __init__(self, normalized_shape, eps: float | None = None,
+                 elementwise_affine: bool = True, dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+            normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.register_parameter(
+            "weight", Parameter(creation.ones(*shape, dtype=dtype)) if elementwise_affine
+            else None)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over (N, C, H, W) with running statistics."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.register_parameter(
+            "weight", Parameter(creation.ones(num_features, dtype=dtype)) if affine else None)
+        self.register_parameter(
+            "bias", Parameter(creation.zeros(num_features, dtype=dtype)) if affine else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", creation.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", creation.ones(num_features, dtype=dtype))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"BatchNorm2d: expected (N, C, H, W), got {x.shape}")
+        use_batch = self.training or self.running_mean is None
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            use_batch, self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class Embedding(Module):
+    """A lookup table of `num_embeddings` vectors of size `embedding_dim` (N(0, 1) init)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = (
+            num_embeddings, embedding_dim, padding_idx)
+        self.weight = Parameter(creation.empty(num_embeddings, embedding_dim, dtype=dtype))
+        init.normal_(self.weight)
+        if padding_idx is not None:
+            self.weight._data[padding_idx] = 0
+
+    def forward(self, idx):
+        return F.embedding(idx, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class Dropout(Module):
+    """Zero entries with probability p in training mode (seeded by fg.manual_seed)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+class GELU(Module):
+    """Gaussian error linear unit (approximate="tanh" for GPT-2's form)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+
+class SiLU(Module):
+    """x * sigmoid(x)."""
+
+    def forward(self, x):
+        return F.silu(x)
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x):
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    """sigmoid(x)."""
+
+    def forward(self, x):
+        return x.sigmoid()
+
+
+class Softmax(Module):
+    """Softmax along `dim`."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.softmax(self.dim)
+
+
+# ---------------------------------------------------------------- containers
+
+class Sequential(Module):
+    """Apply modules in order; children are named "0", "1", ... (or by an OrderedDict)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            for k, m in modules[0].items():
+                self.add_module(k, m)
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        """Add a module at the end."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules, registered as children "0", "1", ..."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module: Module) -> ModuleList:
+        """Add a module at the end."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        """Add several modules."""
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        return ModuleList(mods[i]) if isinstance(i, slice) else mods[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, *args):
+        raise NotImplementedError("ModuleList has no forward; iterate over it")
+
+
+class ModuleDict(Module):
+    """A dict of modules, registered under their keys."""
+
+    def __init__(self, modules: dict | None = None):
+        super().__init__()
+        for k, m in (modules or {}).items():
+            self.add_module(k, m)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def forward(self, *args):
+        raise NotImplementedError("ModuleDict has no forward; index it")
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention with PyTorch's parameter layout (batch_first only).
+
+    forward(query, key, value, attn_mask=None, is_causal=False, need_weights=False) returns
+    (output, None); weights are not returned (they would need a second softmax).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = True, dtype=None):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by "
+                             f"num_heads {num_heads}")
+        if not batch_first:
+            raise ValueError("MultiheadAttention: only batch_first=True is supported")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.in_proj_weight = Parameter(creation.empty(3 * embed_dim, embed_dim, dtype=dtype))
+        init.xavier_uniform_(self.in_proj_weight)
+        self.register_parameter(
+            "in_proj_bias", Parameter(creation.zeros(3 * embed_dim, dtype=dtype)) if bias
+            else None)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def forward(self, query, key, value, attn_mask=None, is_causal: bool = False,
+                need_weights: bool = False):
+        if need_weights:
+            raise ValueError("MultiheadAttention: need_weights=True is not supported")
+        e, h = self.embed_dim, self.num_heads
+        w = self.in_proj_weight
+        b = self.in_proj_bias
+        wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
+        bq, bk, bv = (b[:e], b[e:2 * e], b[2 * e:]) if b is not None else (None, None, None)
+        q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+
+        def heads(t):
+            n, s, _ = t.shape
+            return t.reshape(n, s, h, e // h).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(
+            heads(q), heads(k), heads(v), attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal)
+        n, _, s, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(n, s, e)), None

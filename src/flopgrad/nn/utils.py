@@ -1,0 +1,44 @@
+"""Training utilities: gradient clipping.
+
+>>> import flopgrad as fg
+>>> w = fg.nn.Parameter(fg.ones(4)); w.grad = fg.full((4,), 3.0)
+>>> float(fg.nn.utils.clip_grad_norm_([w], 1.0))
+6.0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flopgrad.autograd import no_grad
+from flopgrad.ledger import phase, scope
+from flopgrad.tensor import Tensor, stack
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> Tensor:
+    """Scale gradients so their joint norm is at most max_norm; returns the norm before.
+
+    The arithmetic is billed in the "optimizer" phase. Like PyTorch, the gradients are
+    multiplied by min(max_norm / (norm + 1e-6), 1).
+    """
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return Tensor(0.0)
+    with no_grad(), phase("optimizer"), scope("clip_grad_norm"):
+        if norm_type == float("inf"):
+            total = stack([g.abs().amax() for g in grads]).amax()
+        else:
+            total = stack([(g.abs() ** norm_type).sum() for g in grads]).sum() ** (
+                1.0 / norm_type)
+        if error_if_nonfinite and not np.isfinite(total._data):
+            raise RuntimeError(
+                f"clip_grad_norm_: the total norm of the gradients is {float(total)}; pass "
+                "error_if_nonfinite=False to clip anyway")
+        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            scaled = g * coef
+            g._data = scaled._data
+            g._version[0] += 1
+    return total

@@ -1,0 +1,257 @@
+"""Optimizers and learning-rate schedules. Their arithmetic is billed in the "optimizer" phase.
+
+>>> import flopgrad as fg
+>>> w = fg.nn.Parameter(fg.tensor([1.0]))
+>>> opt = fg.optim.SGD([w], lr=0.1)
+>>> (w * w).sum().backward(); opt.step(); w.tolist()
+[0.800000011920929]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from flopgrad.autograd import no_grad
+from flopgrad.ledger import phase, scope
+from flopgrad.tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "LambdaLR", "CosineWarmupLR"]
+
+
+def _assign(p: Tensor, value: Tensor) -> None:
+    """Make `value` the parameter's new data (in place for the tensor object)."""
+    p._data = value._data if value._data.dtype == p._data.dtype else value._data.astype(
+        p._data.dtype)
+    p._version[0] += 1
+
+
+class Optimizer:
+    """Base class: parameter groups with hyper-parameters, per-parameter state."""
+
+    def __init__(self, params: Iterable, defaults: dict):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups: list[dict] = []
+        for g in groups:
+            group = {**defaults, **g, "params": list(g["params"])}
+            for k, v in group.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                    raise ValueError(f"{type(self).__name__}: {k} must be >= 0, got {v}")
+            self.param_groups.append(group)
+        self.state: dict[int, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget every parameter's gradient (or zero it in place)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad._data = np.zeros_like(p.grad._data)
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        with no_grad(), phase("optimizer"), scope("optimizer"):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+
+    def _update(self, p: Tensor, g: Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters and per-parameter state, parameters referred to by position."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        state = {index[k]: dict(v) for k, v in self.state.items() if k in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what state_dict() returned (for the same parameters in the same order)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in
+                zip(groups, self.param_groups, strict=True)):
+            raise ValueError("load_state_dict: the saved parameter groups do not match this "
+                             "optimizer's (different number of groups or parameters)")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for saved, group in zip(groups, self.param_groups, strict=True):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for k, v in state_dict["state"].items():
+            p = params[int(k)]
+            entry = {}
+            for name, value in v.items():
+                if isinstance(value, Tensor | np.ndarray):
+                    arr = value._data if isinstance(value, Tensor) else value
+                    if arr.shape not in ((), p.shape) and name != "step":
+                        raise ValueError(f"load_state_dict: state {name} of parameter {k} has "
+                                         f"shape {arr.shape}, parameter has {p.shape}")
+                    value = Tensor(np.array(arr, copy=True))
+                entry[name] = value
+            self.state[id(p)] = entry
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _update(self, p, g, state, group):
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        mu = group["momentum"]
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = g.clone()
+            else:
+                buf = buf * mu + g * (1 - group["dampening"])
+            state["momentum_buffer"] = buf
+            g = g + buf * mu if group["nesterov"] else buf
+        _assign(p, p - g * group["lr"])
+
+
+class Adam(Optimizer):
+    """Adam (L2 weight decay added to the gradient)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _update(self, p, g, state, group):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if wd:
+            if self.decoupled:
+                p_new = p * (1 - lr * wd)
+                _assign(p, p_new)
+            else:
+                g = g + wd * p
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = Tensor(np.zeros_like(p._data))
+            state["exp_avg_sq"] = Tensor(np.zeros_like(p._data))
+        state["step"] += 1
+        t = state["step"]
+        m = state["exp_avg"] * b1 + g * (1 - b1)
+        v = state["exp_avg_sq"] * b2 + g * g * (1 - b2)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        step_size = lr / (1 - b1 ** t)
+        denom = v.sqrt() / math.sqrt(1 - b2 ** t) + eps
+        _assign(p, p - m / denom * step_size)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (p -= lr * wd * p before the Adam step)."""
+
+    decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# ---------------------------------------------------------------- schedules
+
+class _Scheduler:
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer = optimizer
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def factor(self, step: int) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        f = self.factor(self.last_epoch)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            g["lr"] = base * f
+
+    def step(self) -> None:
+        """Advance one step (call after optimizer.step())."""
+        self.last_epoch += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        """The current learning rate of every group."""
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_epoch, self.base_lrs = state["last_epoch"], list(state["base_lrs"])
+        self._apply()
+
+
+class LambdaLR(_Scheduler):
+    """lr = base_lr * lr_lambda(step)."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float]):
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        return self.lr_lambda(step)
+
+
+class StepLR(_Scheduler):
+    """lr = base_lr * gamma ** (step // step_size)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
+        if step_size <= 0:
+            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        return self.gamma ** (step // self.step_size)
+
+
+def cosine_warmup(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.0
+                  ) -> float:
+    """Linear warm-up to 1 over warmup_steps, then cosine decay to min_factor at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class CosineWarmupLR(_Scheduler):
+    """Linear warm-up then cosine decay (see cosine_warmup)."""
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
+                 min_factor: float = 0.0):
+        if warmup_steps < 0 or total_steps <= 0:
+            raise ValueError("CosineWarmupLR: warmup_steps >= 0 and total_steps > 0 needed")
+        self.warmup_steps, self.total_steps, self.min_factor = (
+            warmup_steps, total_steps, min_factor)
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        return cosine_warmup(step, self.warmup_steps, self.total_steps, self.min_factor)

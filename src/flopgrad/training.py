@@ -1,0 +1,116 @@
+"""A small training loop with a progress line, used by the command line and examples.
+
+>>> import flopgrad as fg
+>>> fg.manual_seed(0)
+>>> model = fg.models.MLP([64, 32, 10])
+>>> train = fg.data.DataLoader(fg.data.digits(), batch_size=64, shuffle=True, seed=0)
+>>> opt = fg.optim.Adam(model.parameters(), lr=1e-2)
+>>> history = fg.training.fit(model, train, opt, epochs=1, progress=False)
+>>> len(history) == len(train)
+True
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from flopgrad.autograd import no_grad
+from flopgrad.nn import functional as F
+from flopgrad.report import Bill, profile
+
+__all__ = ["fit", "evaluate", "train_step", "step_bill", "Progress"]
+
+
+class Progress:
+    """A one-line progress display on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, label: str = "train", enabled: bool = True, stream=None):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, done: int, **fields) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        final = done >= self.total
+        if not final and now - self.last < (0.1 if self.tty else 2.0):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        width = 24
+        filled = int(width * done / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        extra = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in fields.items())
+        line = f"{self.label} [{bar}] {done}/{self.total}  {extra}  {rate:.0f} steps/s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _loss_fn(model, batch):
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+def train_step(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: float | None = None,
+               scheduler=None) -> float:
+    """One step: zero_grad, forward, backward, optional clipping, optimizer (and schedule)."""
+    from flopgrad.nn.utils import clip_grad_norm_
+    optimizer.zero_grad()
+    loss = loss_fn(model, batch)
+    loss.backward()
+    if clip is not None:
+        clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return float(loss._data)
+
+
+def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
+        steps: int | None = None, clip: float | None = None, scheduler=None,
+        progress: bool = True, label: str = "train") -> list[float]:
+    """Train for `epochs` passes over `loader` (or exactly `steps` steps); returns the losses."""
+    total = steps if steps is not None else epochs * len(loader)
+    bar = Progress(total, label, progress)
+    model.train()
+    losses: list[float] = []
+    while len(losses) < total:
+        for batch in loader:
+            losses.append(train_step(model, batch, optimizer, loss_fn, clip, scheduler))
+            recent = float(np.mean(losses[-20:]))
+            bar.update(len(losses), loss=recent)
+            if len(losses) >= total:
+                break
+    return losses
+
+
+def evaluate(model, loader) -> float:
+    """Classification accuracy of `model` over `loader` (eval mode, no graph)."""
+    model.eval()
+    correct = n = 0
+    with no_grad():
+        for x, y in loader:
+            pred = model(x).argmax(-1)
+            correct += int((pred._data == y._data).sum())
+            n += len(y._data)
+    model.train()
+    return correct / max(n, 1)
+
+
+def step_bill(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: float | None = None
+              ) -> Bill:
+    """The bill of one full training step (forward, backward, optimizer)."""
+    with profile() as bill:
+        train_step(model, batch, optimizer, loss_fn, clip)
+    return bill
