@@ -121,10 +121,6 @@ def assert_close(actual, expected, what: str, rtol: float = RTOL, atol: float = 
     np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
-def is_float(x) -> bool:
-    return as_numpy(x).dtype.kind == "f"
-
-
 # ---------------------------------------------------------------- the comparison
 
 @dataclass

@@ -89,7 +89,11 @@ def test_scopes_and_per_layer_rows():
     assert bill.flops("backward", kind="tensor", scope="fc2", role="input") == 2 * 4 * 128 * 64
     rows = {r.key: r for r in bill.rows("scope")}
     assert set(rows) == {"fc1", "fc2", "fc3", "(top level)"}
-    assert rows["fc1"].backward_dx == 0 and rows["fc1"].backward_dw > 0
+    # fc1's only dX work is relu's (elementwise): its matmul's dX was never computed
+    assert bill.flops("backward", role="input", kind="tensor", scope="fc1") == 0
+    assert rows["fc1"].backward_dx == bill.flops("backward", role="input", op="relu",
+                                                 scope="fc1")
+    assert rows["fc1"].backward_dw > 0
 
 
 def test_consistency_rows_phases_roles_sum_to_totals():
@@ -262,7 +266,7 @@ def test_flops_per_param_per_token_rule():
     bill = seed_000_bill(batch=16)
     n_params = 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
     rule = next(r for r in bill.rules(tokens=16) if r.name == "FLOPs per parameter per token")
-    assert rule.measured == pytest.approx(bill.flops(("forward")) / (n_params * 16)
+    assert rule.measured == pytest.approx(bill.flops("forward") / (n_params * 16)
                                           + bill.flops("backward") / (n_params * 16))
     inferred = next(r for r in bill.rules(params=n_params, tokens=16)
                     if r.name == "FLOPs per parameter per token")

@@ -1,7 +1,7 @@
 """Every binary op over random broadcastable shape pairs (hypothesis), against PyTorch.
 
 Shapes include 0-d, size-1 and size-0 dims; both operands get gradients (reduced back over
-the broadcast dims by the engine) and tangents; half the examples use strided inputs.
+the broadcast dims by the engine) and tangents; some examples use strided inputs.
 """
 
 from __future__ import annotations

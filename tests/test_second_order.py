@@ -24,6 +24,8 @@ CLASS_W = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
 BOOL_MASK = np.array([[True, False, True, True, False], [True, True, False, False, False],
                       [False, True, True, True, True]])
 RAMP = np.arange(4.0)
+KERNEL = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
+EMPTY_ROW_MASK = BOOL_MASK & np.array([[True], [False], [True]])
 GATHER = np.array([[0, 3, 3], [1, 1, 0], [2, 0, 3]])
 
 
@@ -116,6 +118,10 @@ CASES = [
       lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=BOOL_MASK),
       lambda q, k, v: t_sdpa(q, k, v, attn_mask=tt(BOOL_MASK)),
       [real(1, 3, 4), real(1, 5, 4), real(1, 5, 2)]),
+    C("sdpa-fully-masked-row",
+      lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=EMPTY_ROW_MASK),
+      lambda q, k, v: t_sdpa(q, k, v, attn_mask=tt(EMPTY_ROW_MASK)),
+      [real(1, 3, 4), real(1, 5, 4), real(1, 5, 2)]),
 ]
 
 
@@ -157,6 +163,21 @@ HVP_CASES = [
       lambda x: (TF.layer_norm(x, (4,)) * torch.from_numpy(RAMP)).sum(), [real(3, 4)]),
     C("hvp-logsumexp", lambda x: x.logsumexp(0).sum(), lambda x: x.logsumexp(0).sum(),
       [real(3, 4)]),
+    # forward mode through the backward's own primitives: fold (conv), index_put (gather,
+    # indexing), getitem (cat), pad, flip (cumsum), permute (matmul)
+    C("hvp-conv2d", lambda x: (F.conv2d(x, fg.from_numpy(KERNEL), padding=1, stride=2) ** 2).sum(),
+      lambda x: (TF.conv2d(x, torch.from_numpy(KERNEL), padding=1, stride=2) ** 2).sum(),
+      [real(1, 2, 5, 5)]),
+    C("hvp-max_pool2d", lambda x: (F.max_pool2d(x, 2, padding=1) ** 3).sum(),
+      lambda x: (TF.max_pool2d(x, 2, padding=1) ** 3).sum(), [real(1, 1, 4, 4)]),
+    C("hvp-gather-index",
+      lambda x: (x.gather(1, GATHER) ** 2).sum() + (x[np.array([0, 0])] ** 3).sum(),
+      lambda x: (x.gather(1, tt(GATHER)) ** 2).sum() + (x[tt([0, 0])] ** 3).sum(),
+      [real(3, 4)]),
+    C("hvp-cat-cumsum", lambda x: (fg.cat([x, x * x], 1).cumsum(1) ** 2).sum(),
+      lambda x: (torch.cat([x, x * x], 1).cumsum(1) ** 2).sum(), [real(2, 3)]),
+    C("hvp-matmul", lambda x: ((x @ x.T).tanh()).sum(), lambda x: ((x @ x.T).tanh()).sum(),
+      [real(3, 4)]),
 ]
 
 
@@ -188,14 +209,12 @@ def test_hessian_by_nested_grad():
 # autograd.jacrev builds its Jacobian from raw arrays (g._data), so a tangent or a graph
 # around it is dropped: composing it gives a silent zero Hessian. autograd.py is another
 # change's file; these strict xfails document the bug and fail (XPASS) once it is fixed.
-@pytest.mark.xfail(strict=True, reason="autograd.jacrev drops tangents: jacfwd(jacrev) is 0")
 def test_jacfwd_of_jacrev_is_the_hessian():
     x = make_inputs([real(4)], seed=4)[0]
     f_h = fg.jacfwd(fg.jacrev(_hessian_fn))(to_fg(x))
     assert_close(f_h, torch.func.hessian(_hessian_fn)(to_torch(x)), "hessian")
 
 
-@pytest.mark.xfail(strict=True, reason="autograd.jacrev drops the graph: jacrev(jacrev) is 0")
 def test_jacrev_of_jacrev_is_the_hessian():
     x = make_inputs([real(4)], seed=4)[0]
     f_h = fg.jacrev(fg.jacrev(_hessian_fn))(to_fg(x))

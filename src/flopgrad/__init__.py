@@ -77,8 +77,13 @@ from flopgrad.tensor import (
 
 __version__ = "0.1.0"
 
-from flopgrad import autograd  # noqa: E402  (fg.autograd.backward, like torch.autograd)
-from flopgrad import data, models, optim, training  # noqa: E402
+from flopgrad import (  # noqa: E402
+    autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
+    data,
+    models,
+    optim,
+    training,
+)
 from flopgrad.serialization import load, save  # noqa: E402
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from flopgrad import ops as O
-from flopgrad.dispatch import Node, State, apply, release, track_alloc
-from flopgrad.tensor import Parameter, Tensor, cat
+from flopgrad.dispatch import Node, State, apply, release, track_alloc, weight_level
+from flopgrad.tensor import Parameter, Tensor, cat, stack
 
 __all__ = [
     "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
@@ -234,6 +234,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
         buffers[r._node] = g if prev is None else prev + g
         root_nodes.append(r._node)
     order, has_param = _topo(root_nodes)
+    billing = bool(State.listeners)
     useful = _useful(order, target_ids, target_nodes) if targets is not None else None
 
     saved_state = State.grad_enabled, State.phase, State.scope, State.role, State.grad_of
@@ -259,7 +260,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 if useful is not None and not (useful.get(p, False) if is_node
                                                else id(p) in target_ids):
                     continue
-                State.role = _role(p, is_node, has_param)
+                if billing:
+                    State.role = _role(p, has_param)
                 State.grad_of = (n.op.name, i)
                 gi = vjp(n, g, i)
                 if gi is None:
@@ -297,12 +299,12 @@ def _add(found: dict, t: Tensor, g: Tensor) -> None:
         entry[1] = entry[1] + g
 
 
-def _role(p, is_node: bool, has_param: bool) -> str:
-    """dW or dX: "weight" for a gradient reaching an nn.Parameter (or, in graphs without
-    Parameters, any leaf that requires grad); "input" for everything else."""
-    if is_node:
-        return "input"
-    return "weight" if (not has_param or isinstance(p, Parameter)) else "input"
+def _role(p, has_param: bool) -> str:
+    """dW or dX: "weight" for a gradient flowing into nn.Parameters or tensors made only
+    from them (like W.T); in graphs without Parameters, into leaves that require grad.
+    "input" for everything else (activations, and data such as X even when it needs grad)."""
+    level = p.weight_level if type(p) is Node else weight_level(p)
+    return "weight" if level == 2 or (level == 1 and not has_param) else "input"
 
 
 def _useful(order: list, target_ids: set, target_nodes: dict) -> dict:
@@ -525,10 +527,24 @@ def _argnums(argnums) -> tuple:
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
+def _wrt(p) -> Tensor:
+    """An input to differentiate: a fresh leaf, or (inside another jacobian, jvp or grad)
+    a view that stays connected to p's graph and tangent so that jacobians compose."""
+    p = p if isinstance(p, Tensor) else Tensor(p)
+    if p.requires_grad or p._tangent is not None:
+        with enable_grad():
+            a = apply(O.RESHAPE, (p,), (p.shape,))
+        if not a.requires_grad:
+            a.requires_grad = True
+        return a
+    return _leaf(p)
+
+
 def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
     """Jacobian by reverse mode: one vjp per output element. Shape out.shape + in.shape.
 
-    Arguments not in `argnums` are passed to fn unchanged.
+    Arguments not in `argnums` are passed to fn unchanged. Composes with itself and with
+    jacfwd (e.g. jacfwd(jacrev(f)) is the Hessian).
 
     >>> import flopgrad as fg
     >>> fg.jacrev(lambda x: x * x)(fg.tensor([1.0, 2.0])).tolist()
@@ -538,24 +554,25 @@ def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
 
     def jac(*args):
         args = list(args)
+        nested = any(isinstance(args[k], Tensor) and args[k].requires_grad for k in nums)
         for k in nums:
-            args[k] = _leaf(args[k])
+            args[k] = _wrt(args[k])
         wrt = [args[k] for k in nums]
         with enable_grad():
             out = fn(*args)
-        rows = [[] for _ in wrt]
-        flat = out.reshape(-1)
-        for j in range(out._data.size if out.requires_grad else 0):
-            onehot = np.zeros(out._data.size, dtype=out._data.dtype)
-            onehot[j] = 1
-            gs = grad(flat, wrt, grad_outputs=Tensor(onehot), retain_graph=True,
-                      allow_unused=True)
-            for r, g, w in zip(rows, gs, wrt, strict=True):
-                r.append(g._data if g is not None else np.zeros_like(w._data))
-        jacs = tuple(
-            Tensor(np.stack(r).reshape(out.shape + w.shape) if r else
-                   np.zeros(out.shape + w.shape, dtype=w.dtype))
-            for r, w in zip(rows, wrt, strict=True))
+            rows = [[] for _ in wrt]
+            flat = out.reshape(-1)
+            for j in range(out._data.size if out.requires_grad else 0):
+                onehot = np.zeros(out._data.size, dtype=out._data.dtype)
+                onehot[j] = 1
+                gs = grad(flat, wrt, grad_outputs=Tensor(onehot), retain_graph=True,
+                          create_graph=nested, allow_unused=True)
+                for r, g, w in zip(rows, gs, wrt, strict=True):
+                    r.append(g if g is not None else Tensor(np.zeros_like(w._data)))
+            jacs = tuple(
+                stack(r).reshape(out.shape + w.shape) if r else
+                Tensor(np.zeros(out.shape + w.shape, dtype=w.dtype))
+                for r, w in zip(rows, wrt, strict=True))
         return jacs[0] if isinstance(argnums, int) else jacs
 
     return jac
@@ -564,7 +581,8 @@ def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
 def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
     """Jacobian by forward mode: one jvp per input element. Shape out.shape + in.shape.
 
-    Arguments not in `argnums` are passed to fn unchanged.
+    Arguments not in `argnums` are passed to fn unchanged. jacrev(jacfwd(f)) composes;
+    forward mode cannot be nested (jacfwd(jacfwd(f)) raises).
 
     >>> import flopgrad as fg
     >>> fg.jacfwd(lambda x: x * x)(fg.tensor([1.0, 2.0])).tolist()
@@ -587,13 +605,12 @@ def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
                 onehot[j] = 1
                 out, t = jvp(fn_k, (x,), (Tensor(onehot.reshape(x.shape)),))
                 out_shape = out.shape
-                cols.append(t._data)
+                cols.append(t)
             if out_shape is None:
                 out_shape = fn_k(x).shape
                 jacs.append(Tensor(np.zeros(out_shape + x.shape, dtype=x.dtype)))
                 continue
-            stacked = np.stack(cols, axis=-1).reshape(out_shape + x.shape)
-            jacs.append(Tensor(stacked))
+            jacs.append(stack(cols, -1).reshape(out_shape + x.shape))
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
 
     return jac
@@ -677,9 +694,9 @@ def gradcheck(fn: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
             args_p, args_m = list(base), list(base)
             args_p[k], args_m[k] = Tensor(plus), Tensor(minus)
             numeric[:, j] = (_flat_outputs(fn, args_p) - _flat_outputs(fn, args_m)) / (2 * eps)
-        checks = [("vjp", jacrev(flat_fn, k)(*base)._data.reshape(nout, -1))]
+        checks = [("vjp", jacrev(flat_fn, k)(*base)._data.reshape(nout, x.size))]
         if check_jvp:
-            checks.append(("jvp", jacfwd(flat_fn, k)(*base)._data.reshape(nout, -1)))
+            checks.append(("jvp", jacfwd(flat_fn, k)(*base)._data.reshape(nout, x.size)))
         for mode, analytic in checks:
             err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
             if np.isnan(analytic).any() or (err > 0).any():

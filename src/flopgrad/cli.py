@@ -9,7 +9,6 @@ import time
 import flopgrad
 from flopgrad import data, models, optim, training
 from flopgrad.creation import manual_seed
-
 from flopgrad.serialization import save
 
 DEMO_SIZES = [64, 128, 64, 10]  # seed 000's 784-128-64-10 MLP, on 8x8 digits

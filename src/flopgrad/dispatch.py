@@ -91,7 +91,7 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     t = _new(Tensor)
     t._data = out
     t._tangent = t.grad = t._node = None
-    t._version = [0]
+    t._version = args[0]._version if op.view else [0]  # a view shares its base's versions
     t.requires_grad = False
     if State.grad_enabled and op.vjp is not None:
         parents = None

@@ -18,6 +18,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from flopgrad import dispatch
+from flopgrad.backend import MetaArray, shares_buffer
 from flopgrad.dispatch import State
 
 PHASES = ("forward", "backward", "recompute", "optimizer")
@@ -29,7 +30,7 @@ OP, SHAPES, ITEMSIZES, OUT_SHAPE, OUT_ITEMSIZE, PARAMS, PHASE, ROLE, GRAD_OF, SC
     END, COPIED, SKIPPED = range(14)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_ndarray = np.ndarray
+_ARRAYS = (np.ndarray, MetaArray)
 
 
 class scope:
@@ -89,9 +90,9 @@ def _user_line() -> str:
     return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
 
 
-def _buffer(arr: np.ndarray) -> np.ndarray:
+def _buffer(arr):
     """The array that owns arr's memory (views share their base's buffer)."""
-    while isinstance(arr.base, _ndarray):
+    while isinstance(arr.base, _ARRAYS):
         arr = arr.base
     return arr
 
@@ -126,9 +127,9 @@ class Ledger:
 
     def on_op(self, op, args, arrays, out, params, start) -> None:
         phase_ = State.phase
-        copied = False
-        if op.view and type(out) is _ndarray and out.base is None:
-            copied = True  # e.g. reshape of a non-contiguous array had to copy
+        # a view op whose result does not alias its input had to copy (e.g. reshape of a
+        # transposed array)
+        copied = op.view and not shares_buffer(out, arrays[0])
         skipped = ()
         if phase_ == "forward" and State.grad_enabled and op.vjp is not None:
             needs = [isinstance(a, dispatch.Tensor) and a.requires_grad for a in args]
@@ -140,16 +141,16 @@ class Ledger:
                         self.leaves[id(a)] = a._data.size
         self.events.append((
             op,
-            tuple(a.shape if type(a) is _ndarray else () for a in arrays),
-            tuple(a.itemsize if type(a) is _ndarray else 0 for a in arrays),
+            tuple(a.shape if isinstance(a, _ARRAYS) else () for a in arrays),
+            tuple(a.itemsize if isinstance(a, _ARRAYS) else 0 for a in arrays),
             out.shape, out.itemsize, params, phase_, State.role,
             State.grad_of, State.scope, start, perf_counter_ns(), copied, skipped,
         ))
-        if self.memory and type(out) is _ndarray and (not op.view or copied):
+        if self.memory and (not op.view or copied):
             self.on_alloc(out)
 
     def on_alloc(self, arr: np.ndarray) -> None:
-        if not self.memory or type(arr) is not _ndarray:
+        if not self.memory or not isinstance(arr, _ARRAYS):
             return
         n = arr.nbytes
         self.live_bytes += n
@@ -181,7 +182,7 @@ class Ledger:
         where = _user_line()
         keys = []
         for arr, what, leaf in items:
-            if type(arr) is not _ndarray:
+            if not isinstance(arr, _ARRAYS):
                 continue
             root = _buffer(arr)
             key = id(root)

@@ -159,7 +159,8 @@ class Tensor:
         return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        arr = self._data if dtype is None else self._data.astype(dtype, copy=False)
+        return arr.copy() if copy and arr is self._data else arr
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's values and version counter, outside the graph."""
@@ -610,15 +611,16 @@ class Tensor:
         out = (self - m).exp().sum(dims, keepdim=True).log() + m
         return out if _keep(keepdim, keepdims) else _squeeze_dims(out, dims)
 
-    def softmax(self, dim=-1, *, axis=None):
-        """exp(x) / sum(exp(x)) along `dim`, shifted by the max for stability."""
-        d = _one_dim(dim, axis, self.ndim, "softmax")
+    def softmax(self, dim=None, *, axis=None):
+        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability."""
+        d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim, "softmax")
         e = (self - self.amax(d, keepdim=True).detach()).exp()
         return e / e.sum(d, keepdim=True)
 
-    def log_softmax(self, dim=-1, *, axis=None):
-        """x - logsumexp(x) along `dim`."""
-        d = _one_dim(dim, axis, self.ndim, "log_softmax")
+    def log_softmax(self, dim=None, *, axis=None):
+        """x - logsumexp(x) along `dim` (default -1)."""
+        d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
+                     "log_softmax")
         return self - self.logsumexp(d, keepdim=True)
 
     # ------------------------------------------------------------ shape
