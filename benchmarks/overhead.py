@@ -15,6 +15,7 @@ import timeit
 import numpy as np
 
 import flopgrad as fg
+from _common import blas_info  # benchmarks/_common.py (the script's directory is on sys.path)
 
 OPS = 3
 
@@ -35,15 +36,6 @@ def numpy_step(x):
 def best_us_per_op(fn, arg, repeat: int, number: int) -> float:
     times = timeit.repeat(lambda: fn(arg), repeat=repeat, number=number)
     return min(times) / number / OPS * 1e6
-
-
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return "; ".join(f"{i.get('internal_api')} {i.get('architecture')} threads={i.get('num_threads')}"
-                     for i in threadpool_info()) or "no BLAS found"
 
 
 def main() -> None:

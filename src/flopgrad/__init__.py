@@ -8,7 +8,7 @@
 tensor([ 2., -4.])
 """
 
-from flopgrad import nn, ops
+from flopgrad import nn, ops, shapes
 from flopgrad.autograd import (
     Function,
     FunctionCtx,
@@ -25,6 +25,7 @@ from flopgrad.autograd import (
     set_grad_enabled,
     vjp,
 )
+from flopgrad.backend import MetaArray, NoDataError
 from flopgrad.creation import (
     arange,
     empty,
@@ -35,6 +36,7 @@ from flopgrad.creation import (
     full_like,
     linspace,
     manual_seed,
+    meta,
     ones,
     ones_like,
     rand,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from flopgrad import ops as O
+from flopgrad.backend import MetaArray
 from flopgrad.dispatch import Node, State, apply, release, track_alloc, weight_level
 from flopgrad.tensor import Parameter, Tensor, cat, stack
 
@@ -355,6 +356,8 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
                 f"{who}: the output has shape {out.shape}; gradients can only be created "
                 "implicitly for a single-element output. Pass gradient= (or grad_outputs=) "
                 "with the output's shape, e.g. fg.ones_like(out).")
+        if type(out._data) is MetaArray:
+            return Tensor(MetaArray(out._data.shape, out._data.dtype))
         return Tensor(np.ones(out._data.shape, dtype=out._data.dtype))
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
                                                                         dtype=out._data.dtype))

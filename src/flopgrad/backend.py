@@ -93,6 +93,16 @@ class MetaArray:
             raise TypeError("len() of a 0-d array")
         return self.shape[0]
 
+    def _arith(self, other) -> MetaArray:
+        """Shape and dtype of an elementwise result (used by in-place updates)."""
+        o_shape = other.shape if isinstance(other, MetaArray | np.ndarray) else np.shape(other)
+        o_dtype = other.dtype if isinstance(other, MetaArray | np.ndarray) else other
+        return MetaArray(np.broadcast_shapes(self.shape, o_shape),
+                         np.result_type(self.dtype, o_dtype))
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _arith
+    __truediv__ = __rtruediv__ = _arith
+
     def __setitem__(self, idx, value) -> None:
         """Writing into a meta array changes nothing (there is nothing to change)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from flopgrad.backend import MetaArray
 from flopgrad.dispatch import State, track_alloc
 from flopgrad.tensor import Tensor, _shape_arg, as_dtype
 
@@ -26,14 +27,53 @@ def generator() -> np.random.Generator:
     return _rng
 
 
-def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
+def _make(arr, requires_grad: bool) -> Tensor:
     if State.listeners:
         track_alloc(arr)
     return Tensor(arr, requires_grad=requires_grad)
 
 
+def _wants_meta(device) -> bool:
+    if device is None:
+        return State.meta
+    if device == "meta":
+        return True
+    if device == "cpu":
+        return False
+    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'meta'")
+
+
+def _factory(shape: tuple, dtype: np.dtype, requires_grad: bool, device, make) -> Tensor:
+    """A tensor from make() (a NumPy array), or a meta tensor of that shape and dtype."""
+    if _wants_meta(device):
+        State.meta_seen = True
+        return _make(MetaArray(shape, dtype), requires_grad)
+    return _make(make(), requires_grad)
+
+
 def _float(dtype) -> np.dtype:
     return as_dtype(dtype) or np.dtype(np.float32)
+
+
+class meta:
+    """Inside `with fg.meta():` factories make meta tensors (shape and dtype, no data), so
+    models of any size can be built, run, differentiated and billed without memory.
+
+    >>> import flopgrad as fg
+    >>> with fg.meta():
+    ...     w = fg.randn(100_000, 100_000)
+    >>> w.is_meta, w.shape
+    (True, (100000, 100000))
+    """
+
+    def __enter__(self):
+        self.prev = State.meta
+        State.meta = State.meta_seen = True
+        return self
+
+    def __exit__(self, *exc):
+        State.meta = self.prev
+        return False
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -62,109 +102,130 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     return Tensor(arr)
 
 
-def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Zeros of the given shape (float32 by default). `fg.zeros(2, 3)`."""
-    return _make(np.zeros(_shape_arg(size), dtype=_float(dtype)), requires_grad)
+    shape, dt = _shape_arg(size), _float(dtype)
+    return _factory(shape, dt, requires_grad, device, lambda: np.zeros(shape, dt))
 
 
-def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Ones of the given shape. `fg.ones(2, 3)`."""
-    return _make(np.ones(_shape_arg(size), dtype=_float(dtype)), requires_grad)
+    shape, dt = _shape_arg(size), _float(dtype)
+    return _factory(shape, dt, requires_grad, device, lambda: np.ones(shape, dt))
 
 
-def empty(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Uninitialised values of the given shape. `fg.empty(4)`."""
-    return _make(np.empty(_shape_arg(size), dtype=_float(dtype)), requires_grad)
+    shape, dt = _shape_arg(size), _float(dtype)
+    return _factory(shape, dt, requires_grad, device, lambda: np.empty(shape, dt))
 
 
-def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """`fill_value` everywhere; the dtype follows the value as in PyTorch. `fg.full((2,), 7)`."""
     if dtype is None:
         dtype = np.bool_ if isinstance(fill_value, bool) else (
             np.int64 if isinstance(fill_value, int) else np.float32)
-    shape = (size,) if isinstance(size, int) else tuple(size)
-    return _make(np.full(shape, fill_value, dtype=as_dtype(dtype)), requires_grad)
+    shape, dt = ((size,) if isinstance(size, int) else tuple(size)), as_dtype(dtype)
+    return _factory(shape, dt, requires_grad, device, lambda: np.full(shape, fill_value, dt))
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False,
+           device=None) -> Tensor:
     """Evenly spaced values in [start, end); int64 for integer arguments. `fg.arange(5)`."""
     if end is None:
         start, end = 0, start
     if dtype is None:
         ints = all(isinstance(v, int) for v in (start, end, step))
         dtype = np.int64 if ints else np.float32
-    return _make(np.arange(start, end, step, dtype=as_dtype(dtype)), requires_grad)
+    dt = as_dtype(dtype)
+    n = max(0, int(np.ceil((end - start) / step)))
+    return _factory((n,), dt, requires_grad, device, lambda: np.arange(start, end, step, dt))
 
 
-def linspace(start, end, steps: int, dtype=None, requires_grad: bool = False) -> Tensor:
+def linspace(start, end, steps: int, dtype=None, requires_grad: bool = False,
+             device=None) -> Tensor:
     """`steps` evenly spaced values from start to end inclusive. `fg.linspace(0, 1, 5)`."""
-    return _make(np.linspace(start, end, steps, dtype=_float(dtype)), requires_grad)
+    dt = _float(dtype)
+    return _factory((steps,), dt, requires_grad, device,
+                    lambda: np.linspace(start, end, steps, dtype=dt))
 
 
-def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False,
+        device=None) -> Tensor:
     """Identity matrix. `fg.eye(3)`."""
-    return _make(np.eye(n, m, dtype=_float(dtype)), requires_grad)
+    dt = _float(dtype)
+    return _factory((n, n if m is None else m), dt, requires_grad, device,
+                    lambda: np.eye(n, m, dtype=dt))
 
 
-def rand(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def rand(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Uniform samples in [0, 1). `fg.rand(2, 3)`."""
-    dt = _float(dtype)
-    return _make(_rng.random(_shape_arg(size), dtype=np.float64).astype(dt), requires_grad)
+    shape, dt = _shape_arg(size), _float(dtype)
+    return _factory(shape, dt, requires_grad, device,
+                    lambda: _rng.random(shape, dtype=np.float64).astype(dt))
 
 
-def randn(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+def randn(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Standard normal samples. `fg.randn(2, 3)`."""
-    dt = _float(dtype)
-    return _make(_rng.standard_normal(_shape_arg(size)).astype(dt), requires_grad)
+    shape, dt = _shape_arg(size), _float(dtype)
+    return _factory(shape, dt, requires_grad, device,
+                    lambda: _rng.standard_normal(shape).astype(dt))
 
 
-def randint(low: int, high: int | None = None, size=(), dtype=None) -> Tensor:
+def randint(low: int, high: int | None = None, size=(), dtype=None, device=None) -> Tensor:
     """Integers in [low, high) (int64). `fg.randint(0, 10, (3,))`."""
     if high is None:
         low, high = 0, low
-    return Tensor(_rng.integers(low, high, size=tuple(size), dtype=as_dtype(dtype) or np.int64))
+    shape, dt = tuple(size), as_dtype(dtype) or np.dtype(np.int64)
+    return _factory(shape, dt, False, device,
+                    lambda: _rng.integers(low, high, size=shape, dtype=dt))
 
 
-def _like(x: Tensor, dtype):
-    return tuple(x.shape), (as_dtype(dtype) or x.dtype)
+def _like(x: Tensor, dtype, device):
+    if device is None and x.is_meta:
+        device = "meta"
+    return tuple(x.shape), (as_dtype(dtype) or x.dtype), device
 
 
-def zeros_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+def zeros_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Zeros with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return _make(np.zeros(shape, dtype=dt), requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return zeros(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def ones_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+def ones_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Ones with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return _make(np.ones(shape, dtype=dt), requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return ones(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def empty_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+def empty_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Uninitialised values with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return _make(np.empty(shape, dtype=dt), requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return empty(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def full_like(x: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+def full_like(x: Tensor, fill_value, dtype=None, requires_grad: bool = False,
+              device=None) -> Tensor:
     """`fill_value` with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return _make(np.full(shape, fill_value, dtype=dt), requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return full(shape, fill_value, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def rand_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+def rand_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Uniform samples with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return rand(*shape, dtype=dt, requires_grad=requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return rand(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def randn_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+def randn_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Normal samples with x's shape and dtype."""
-    shape, dt = _like(x, dtype)
-    return randn(*shape, dtype=dt, requires_grad=requires_grad)
+    shape, dt, device = _like(x, dtype, device)
+    return randn(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
-def randint_like(x: Tensor, low: int, high: int | None = None, dtype=None) -> Tensor:
+def randint_like(x: Tensor, low: int, high: int | None = None, dtype=None,
+                 device=None) -> Tensor:
     """Integers in [low, high) with x's shape."""
-    return randint(low, high, x.shape, dtype=dtype or np.int64)
+    shape, _, device = _like(x, None, device)
+    return randint(low, high, shape, dtype=dtype or np.int64, device=device)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flopgrad.backend import MetaArray
+
 if TYPE_CHECKING:
     from flopgrad.ops import Op
 
@@ -28,6 +30,8 @@ class State:
     listeners: list = []  # active ledgers (flopgrad.ledger.Ledger)
     phase = "forward"
     scope = ""  # dotted path of the enclosing fg.scope()s
+    meta = False  # inside fg.meta(): factories make meta tensors
+    meta_seen = False  # a meta array exists: dispatch checks its inputs for them
     role: str | None = None  # "weight" / "input" while a backward slot runs
     grad_of: tuple | None = None  # (op name, input slot) whose gradient is being computed
 
@@ -79,11 +83,17 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     listening = State.listeners
     if listening:
         start = perf_counter_ns()
+    forward = op.forward
+    if State.meta_seen and any(type(a) is MetaArray for a in arrays):
+        forward = op.meta
+        if forward is None:
+            raise NotImplementedError(
+                f"{op.name}: no shape rule for meta tensors; run it on real tensors")
     try:
-        out = op.forward(*arrays, *params)
+        out = forward(*arrays, *params)
     except (ValueError, IndexError) as err:
         raise _shape_error(op, args, err) from None
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and type(out) is not MetaArray:
         out = np.asarray(out)  # ufuncs return NumPy scalars for 0-d results
     if listening:
         for ledger in listening:
@@ -116,7 +126,9 @@ _ndarray = np.ndarray
 
 
 def _shape_of(a) -> tuple:
-    return () if isinstance(a, int | float | bool) else np.shape(a)
+    if isinstance(a, int | float | bool):
+        return ()
+    return a.shape if type(a) is MetaArray else np.shape(a)
 
 
 def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:

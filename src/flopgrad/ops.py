@@ -41,6 +41,7 @@ class Op:
     cost: Callable = field(default=lambda out, ins, params: (0, 0, 0))
     view: bool = False  # output aliases the input: no bytes moved, no FLOPs
     unknown_cost: bool = False  # a user Function that declared no cost
+    meta: Callable | None = None  # shape rule on meta arrays (flopgrad.shapes)
 
     def __repr__(self) -> str:
         return f"Op({self.name})"

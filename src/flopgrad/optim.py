@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from flopgrad.autograd import no_grad
+from flopgrad.backend import zeros_like
 from flopgrad.ledger import phase, scope
 from flopgrad.tensor import Tensor
 
@@ -53,7 +54,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad._data = np.zeros_like(p.grad._data)
+                    p.grad._data = zeros_like(p.grad._data)
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
@@ -153,8 +154,8 @@ class Adam(Optimizer):
                 g = g + wd * p
         if not state:
             state["step"] = 0
-            state["exp_avg"] = Tensor(np.zeros_like(p._data))
-            state["exp_avg_sq"] = Tensor(np.zeros_like(p._data))
+            state["exp_avg"] = Tensor(zeros_like(p._data))
+            state["exp_avg_sq"] = Tensor(zeros_like(p._data))
         state["step"] += 1
         t = state["step"]
         m = state["exp_avg"] * b1 + g * (1 - b1)

@@ -10,6 +10,7 @@ import numpy as np
 
 from flopgrad import dispatch
 from flopgrad import ops as O
+from flopgrad.backend import MetaArray, no_data
 from flopgrad.dispatch import State, apply
 
 DTYPES = {
@@ -120,6 +121,16 @@ class Tensor:
         return self._data.size
 
     @property
+    def is_meta(self) -> bool:
+        """True for a meta tensor: shape and dtype only, no data."""
+        return type(self._data) is MetaArray
+
+    @property
+    def device(self) -> str:
+        """"meta" for meta tensors, otherwise "cpu"."""
+        return "meta" if type(self._data) is MetaArray else "cpu"
+
+    @property
     def is_leaf(self) -> bool:
         return self._node is None
 
@@ -143,6 +154,8 @@ class Tensor:
     # ------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
         """The underlying NumPy array (shared, not copied). Fails if the tensor needs grad."""
+        if type(self._data) is MetaArray:
+            raise no_data("numpy()")
         if self.requires_grad:
             raise RuntimeError(
                 "numpy(): this tensor requires grad; call tensor.detach().numpy() instead")
@@ -159,6 +172,8 @@ class Tensor:
         return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if type(self._data) is MetaArray:
+            raise no_data("conversion to a NumPy array")
         arr = self._data if dtype is None else self._data.astype(dtype, copy=False)
         return arr.copy() if copy and arr is self._data else arr
 
@@ -190,11 +205,17 @@ class Tensor:
         return self
 
     def to(self, dtype=None, device: str | None = None) -> Tensor:
-        """Cast to `dtype` (differentiable); `device` may only be "cpu" for now."""
-        if isinstance(dtype, str) and dtype in ("cpu",):
+        """Cast to `dtype` (differentiable), or move to device "meta" (drops the data)."""
+        if isinstance(dtype, str) and dtype in ("cpu", "meta"):
             dtype, device = None, dtype
-        if device not in (None, "cpu"):
-            raise ValueError(f"to(): unknown device {device!r}; flopgrad runs on 'cpu'")
+        if device not in (None, "cpu", "meta"):
+            raise ValueError(f"to(): unknown device {device!r}; use 'cpu' or 'meta'")
+        if device == "cpu" and self.is_meta:
+            raise no_data("to('cpu')")
+        if device == "meta" and not self.is_meta:
+            State.meta_seen = True
+            arr = MetaArray(self.shape, as_dtype(dtype) or self.dtype)
+            return Tensor(arr, requires_grad=self.requires_grad and self.is_leaf)
         dt = as_dtype(dtype)
         if dt is None or dt == self._data.dtype:
             return self
@@ -229,6 +250,10 @@ class Tensor:
         return self.to(np.bool_)
 
     def __repr__(self) -> str:
+        if type(self._data) is MetaArray:
+            extra = f", grad_fn={self._node!r}" if self._node is not None else ""
+            return (f"tensor(..., shape={self.shape}, dtype={self.dtype}, device='meta'"
+                    f"{extra})")
         body = np.array2string(self._data, separator=", ", prefix="tensor(", threshold=200)
         extras = []
         if self._data.dtype not in (np.float32, np.int64, np.bool_):
@@ -811,6 +836,8 @@ dispatch.Tensor = Tensor
 def _to_array(data, dtype: np.dtype | None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data._data
+    if type(data) is MetaArray:
+        return data if dtype is None else data.astype(dtype, copy=False)
     if isinstance(data, np.ndarray):
         arr = data if dtype is None else data.astype(dtype, copy=False)
         return arr
@@ -850,6 +877,11 @@ def _index_arg(idx):
             i = i._data
         if isinstance(i, list):
             i = np.asarray(i)
+        if type(i) is MetaArray:
+            if i.dtype == np.bool_:
+                raise no_data("boolean-mask indexing (its result's shape depends on the data)")
+            out.append(i)
+            continue
         if isinstance(i, np.ndarray) and i.dtype == np.bool_:
             out.extend(np.nonzero(i))
             continue
@@ -860,7 +892,7 @@ def _index_arg(idx):
 
 
 def _is_advanced(idx: tuple) -> bool:
-    return any(isinstance(i, np.ndarray) for i in idx)
+    return any(isinstance(i, np.ndarray | MetaArray) for i in idx)
 
 
 def _count(shape, dims) -> int:
@@ -1017,6 +1049,12 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(x, -(-n // chunks), dim)
 
 
+def _index_array(index):
+    """An integer index as an array (meta indices stay meta: only their shape matters)."""
+    data = _data_of(index)
+    return data if type(data) is MetaArray else np.asarray(data)
+
+
 def _grid_index(index: np.ndarray, dim: int) -> tuple:
     grids = list(np.ogrid[tuple(slice(s) for s in index.shape)])
     grids[dim] = index
@@ -1025,13 +1063,13 @@ def _grid_index(index: np.ndarray, dim: int) -> tuple:
 
 def gather(x: Tensor, dim: int, index) -> Tensor:
     """out[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (PyTorch's gather)."""
-    idx = np.asarray(_data_of(index))
+    idx = _index_array(index)
     return apply(O.INDEX, (x,), (_grid_index(idx, dim % x.ndim),))
 
 
 def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     """x with src added at index along dim; repeated indices accumulate."""
-    idx = np.asarray(_data_of(index))
+    idx = _index_array(index)
     src = _t(src)
     src = src[tuple(slice(s) for s in idx.shape)] if src.shape != idx.shape else src
     spread = apply(O.INDEX_PUT, (src,), (x.shape, _grid_index(idx, dim % x.ndim), True))
@@ -1040,7 +1078,7 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
 
 def index_select(x: Tensor, dim: int, index) -> Tensor:
     """x's entries along `dim` at the positions in the 1-D integer `index`."""
-    idx = np.asarray(_data_of(index))
+    idx = _index_array(index)
     return x[(slice(None),) * (dim % x.ndim) + (idx,)]
 
 

@@ -74,7 +74,7 @@ def train_step(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: floa
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return float(loss._data)
+    return float("nan") if loss.is_meta else float(loss._data)
 
 
 def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,

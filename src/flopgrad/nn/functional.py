@@ -12,6 +12,7 @@ import numpy as np
 
 from flopgrad import creation
 from flopgrad import ops as O
+from flopgrad.backend import MetaArray, no_data
 from flopgrad.dispatch import apply
 from flopgrad.tensor import Tensor, _t, maximum, where
 
@@ -207,10 +208,13 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, count_include_pad
 
 def embedding(index, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of `weight` picked by integer `index`; repeated indices accumulate gradients."""
-    idx = np.asarray(index._data if isinstance(index, Tensor) else index)
+    idx = index._data if isinstance(index, Tensor) else np.asarray(index)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: index must be integers, got dtype {idx.dtype}")
-    if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
+    if type(idx) is MetaArray:
+        if padding_idx is not None:
+            raise no_data("embedding with padding_idx (which rows are padding depends on data)")
+    elif idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
         raise IndexError(
             f"embedding: index out of range [0, {weight.shape[0]}): min {idx.min()}, "
             f"max {idx.max()}")
@@ -285,6 +289,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
+    if x.is_meta:
+        return x * Tensor(MetaArray(x.shape, x.dtype))
     keep = creation.generator().random(x.shape) >= p
     return x * Tensor((keep / (1.0 - p)).astype(x.dtype))
 
@@ -412,20 +418,26 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.swapaxes(-1, -2)) * scale
     L, S = q.shape[-2], k.shape[-2]
+    empty = None  # queries whose mask lets them attend to nothing
     if is_causal:
         if attn_mask is not None:
             raise ValueError("scaled_dot_product_attention: pass attn_mask or is_causal, not both")
-        scores = where(Tensor(np.tril(np.ones((L, S), dtype=bool))), scores, -np.inf)
+        causal = MetaArray((L, S), np.bool_) if scores.is_meta else np.tril(
+            np.ones((L, S), dtype=bool))
+        scores = where(Tensor(causal), scores, -np.inf)
     elif attn_mask is not None:
         m = _t(attn_mask)
         if m.dtype == np.bool_:
             scores = where(m, scores, -np.inf)
+            if not m.is_meta:
+                empty = ~m._data.any(axis=-1, keepdims=True)
         else:
             scores = scores + m
+            if not m.is_meta:
+                empty = np.all(m._data == -np.inf, axis=-1, keepdims=True)
     # a query with nothing to attend to gets 0, not NaN (PyTorch's safe softmax); the inner
     # where keeps the NaN of an all -inf softmax out of the backward pass as well
-    empty = np.all(scores._data == -np.inf, axis=-1, keepdims=True)
-    if empty.any():
+    if empty is not None and empty.any():
         empty = Tensor(empty)
         attn = where(empty, 0.0, where(empty, 0.0, scores).softmax(-1))
     else:

@@ -23,8 +23,10 @@ __all__ = [
 ]
 
 
-def _fill(t: Tensor, values: np.ndarray) -> Tensor:
-    t._data[...] = values.astype(t.dtype, copy=False)
+def _fill(t: Tensor, make_values) -> Tensor:
+    """Write make_values() into t (nothing is drawn for a meta tensor: it has no data)."""
+    if not t.is_meta:
+        t._data[...] = make_values().astype(t.dtype, copy=False)
     t._version[0] += 1
     return t
 
@@ -54,17 +56,17 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with U(a, b)."""
-    return _fill(t, creation.generator().uniform(a, b, t.shape))
+    return _fill(t, lambda: creation.generator().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with N(mean, std**2)."""
-    return _fill(t, creation.generator().normal(mean, std, t.shape))
+    return _fill(t, lambda: creation.generator().normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
     """Fill with a constant."""
-    return _fill(t, np.full(t.shape, value))
+    return _fill(t, lambda: np.full(t.shape, value))
 
 
 def zeros_(t: Tensor) -> Tensor:
@@ -114,8 +116,10 @@ def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
 def trunc_normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0) -> Tensor:
     """N(mean, std**2) truncated to [a, b] (inverse-CDF sampling, as PyTorch)."""
-    lo = special.ndtr((a - mean) / std)
-    hi = special.ndtr((b - mean) / std)
-    u = creation.generator().uniform(lo, hi, t.shape)
-    values = mean + std * special.ndtri(u)
-    return _fill(t, np.clip(values, a, b))
+    def draw():
+        lo = special.ndtr((a - mean) / std)
+        hi = special.ndtr((b - mean) / std)
+        u = creation.generator().uniform(lo, hi, t.shape)
+        return np.clip(mean + std * special.ndtri(u), a, b)
+
+    return _fill(t, draw)

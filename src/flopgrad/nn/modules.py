@@ -15,10 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from flopgrad import creation
+from flopgrad.backend import MetaArray, zeros_like
+from flopgrad.dispatch import State
 from flopgrad.ledger import scope
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
-from flopgrad.tensor import Parameter, Tensor
+from flopgrad.tensor import Parameter, Tensor, as_dtype
 
 __all__ = [
     "Module", "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "LayerNorm",
@@ -173,7 +175,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad = Tensor(np.zeros_like(p.grad._data))
+                p.grad = Tensor(zeros_like(p.grad._data))
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Switch gradients of every parameter on or off."""
@@ -210,7 +212,7 @@ class Module:
                 continue
             value = state[k]
             arr = value._data if isinstance(value, Tensor) else np.asarray(value)
-            if arr.shape != t.shape:
+            if tuple(arr.shape) != t.shape:
                 raise ValueError(
                     f"load_state_dict: {k} has shape {arr.shape} in the checkpoint but "
                     f"{t.shape} in the model")
@@ -219,12 +221,21 @@ class Module:
         return missing, unexpected
 
     def to(self, dtype=None) -> Module:
-        """Cast every floating parameter and buffer to `dtype` (in place)."""
-        from flopgrad.tensor import as_dtype
+        """Cast every floating parameter and buffer to `dtype` (in place), or with "meta"
+        turn them into meta tensors (shape and dtype only: the values are dropped)."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        if dtype == "meta":
+            State.meta_seen = True
+            for t in tensors:
+                t._data = MetaArray(t.shape, t.dtype)
+                t._version[0] += 1
+            return self
+        if dtype == "cpu":
+            return self
         dt = as_dtype(dtype)
         if dt is None:
             return self
-        for t in list(self.parameters()) + list(self.buffers()):
+        for t in tensors:
             if t.dtype.kind == "f":
                 t._data = t._data.astype(dt)
                 t._version[0] += 1
@@ -458,7 +469,7 @@ class Embedding(Module):
             num_embeddings, embedding_dim, padding_idx)
         self.weight = Parameter(creation.empty(num_embeddings, embedding_dim, dtype=dtype))
         init.normal_(self.weight)
-        if padding_idx is not None:
+        if padding_idx is not None and not self.weight.is_meta:
             self.weight._data[padding_idx] = 0
 
     def forward(self, idx):
