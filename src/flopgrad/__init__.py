@@ -82,10 +82,12 @@ __version__ = "0.1.0"
 from flopgrad import (  # noqa: E402
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     data,
+    formulas,  # noqa: E402
     models,
     optim,
     training,
 )
+from flopgrad.planning import budget  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 
 

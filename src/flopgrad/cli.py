@@ -98,6 +98,62 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _config_from_args(args):
+    from flopgrad.planning import model_config
+    sizes = {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model", "ctx", "vocab")}
+    if args.model:
+        return model_config(args.model)
+    missing = [f"--{k.replace('_', '-')}" for k, v in sizes.items() if v is None]
+    if missing:
+        raise ValueError(f"give a preset MODEL or all of {', '.join(missing)}")
+    return models.GPTConfig(**sizes)
+
+
+def cmd_bill(args) -> int:
+    """The exact bill of one training step of a GPT, counted on meta tensors."""
+    from flopgrad import report
+    from flopgrad.planning import formula_table, step_bill
+    cfg = _config_from_args(args)
+    start = time.perf_counter()
+    bill, model = step_bill(cfg, batch=args.batch)
+    seconds = time.perf_counter() - start
+    n = cfg.num_params()
+    tokens = args.batch * cfg.ctx
+    print(f"{args.model or 'custom GPT'}: n_layer {cfg.n_layer}, n_head {cfg.n_head}, "
+          f"d_model {cfg.d_model}, ctx {cfg.ctx}, vocab {cfg.vocab}: {n:,} parameters; "
+          f"one AdamW step on {args.batch} x {cfg.ctx} tokens (meta tensors, counted in "
+          f"{seconds:.2f} s)\n")
+    print(bill.table(by="layer", depth=args.depth, rules=False))
+    weights = sum(p.nbytes for p in (t._data for t in model.parameters()))
+    activations = sum(e["bytes"] for e in bill.saved() if not e["leaf"])
+    print("\nmemory (float32 as run): weights " + report.human_bytes(weights)
+          + ", gradients " + report.human_bytes(weights)
+          + ", AdamW state " + report.human_bytes(2 * weights)
+          + ", activations saved for backward " + report.human_bytes(activations)
+          + ", peak " + report.human_bytes(weights + bill.peak_bytes))
+    print("\npublished formulas beside the count:")
+    for r in formula_table(cfg, bill, args.batch):
+        print(f"  {r['formula']:<42} {r['value']:>12.4g}  counted {r['counted']:>12.4g}  "
+              f"ratio {r['ratio']:.4f}")
+        print(f"      {r['reason']}")
+    train = bill.flops("forward") + bill.flops("backward")
+    print(f"\ntraining FLOPs per token {train / tokens:.4g} = "
+          f"{train / tokens / n:.3f} x N (the rule of thumb says 6)")
+    for rule in bill.rules(params=n, tokens=tokens)[:2]:
+        print(f"  - {rule}")
+    return 0
+
+
+def cmd_budget(args) -> int:
+    """GPU-hours, days and cost of a training run."""
+    from flopgrad.planning import budget
+    b = budget(params=args.params, tokens=args.tokens, model=args.model, gpu=args.gpu,
+               gpus=args.gpus, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour)
+    print(b.summary())
+    print(f"(peak {b.gpu.peak_flops / 1e12:.0f} TFLOP/s: {b.gpu.source})")
+    return 0
+
+
 def _positive(kind):
     def parse(s):
         v = kind(s)
@@ -132,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
+    bl = sub.add_parser("bill", help="exact FLOPs and memory of one training step of a GPT "
+                                     "of any size (meta tensors: nothing is allocated)")
+    bl.add_argument("model", nargs="?", help="a preset: gpt2, gpt2-xl, gpt3-175b, "
+                                             "llama-7b-style, ... (or give the sizes)")
+    for k in ("n-layer", "n-head", "d-model", "ctx", "vocab"):
+        bl.add_argument(f"--{k}", type=_positive(int))
+    bl.add_argument("--batch", type=_positive(int), default=1)
+    bl.add_argument("--depth", type=_positive(int), default=3, help="scope depth of the table")
+    bl.set_defaults(func=cmd_bill)
+    bu = sub.add_parser("budget", help="GPU-hours, days and cost of a training run")
+    bu.add_argument("--params", type=_positive(float), help="parameters N (6ND)")
+    bu.add_argument("--model", help="a preset, for an exact count per token")
+    bu.add_argument("--tokens", type=_positive(float), required=True, help="training tokens D")
+    bu.add_argument("--gpu", default="h100")
+    bu.add_argument("--gpus", type=_positive(int), default=1)
+    bu.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (0, 1]")
+    bu.add_argument("--price-per-gpu-hour", type=float, default=None)
+    bu.set_defaults(func=cmd_budget)
     return parser
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from flopgrad import nn
+from flopgrad.ledger import scope
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
 
@@ -212,8 +213,10 @@ class GPT(nn.Module):
             x = block(x)
         x = self.ln_f(x)
         head = self.lm_head.weight if not self.cfg.tied_embeddings else self.wte.weight
-        logits = x @ head.T
+        with scope("lm_head"):
+            logits = x @ head.T
         if targets is None:
             return logits
-        loss = F.cross_entropy(logits.reshape(b * t, -1), targets.reshape(-1))
+        with scope("loss"):
+            loss = F.cross_entropy(logits.reshape(b * t, -1), targets.reshape(-1))
         return logits, loss

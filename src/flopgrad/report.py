@@ -91,8 +91,9 @@ class Bill(Ledger):
     # ------------------------------------------------------------ tables
     def rows(self, by: str = "op", depth: int | None = None) -> list[Row]:
         """Table rows grouped by "op", "scope" or "phase", largest total first."""
-        if by not in ("op", "scope", "phase"):
-            raise ValueError(f"table: by must be 'op', 'scope' or 'phase', got {by!r}")
+        if by not in ("op", "scope", "layer", "phase"):
+            raise ValueError(
+                f"table: by must be 'op', 'scope', 'layer' or 'phase', got {by!r}")
         rows: dict[str, Row] = {}
         for ev, c in zip(self.events, self.costs(), strict=True):
             key = self._key(ev, by, depth)
@@ -117,29 +118,39 @@ class Bill(Ledger):
             row.unknown |= c[4]
         if by != "phase":
             for e in self._saved_entries:
-                key = e["op"] if by == "op" else self._scope_key(e["scope"], depth)
+                key = e["op"] if by == "op" else self._scope_key(e["scope"], depth,
+                                                                  by == "layer")
                 if key in rows:
                     rows[key].saved_bytes += e["bytes"]
         return sorted(rows.values(), key=lambda r: -r.total)
 
     @staticmethod
-    def _scope_key(path: str, depth: int | None) -> str:
+    def _scope_key(path: str, depth: int | None, by_layer: bool = False) -> str:
+        """The scope path cut at `depth`; with by_layer, block numbers become "*" so that
+        every block's attention (say) adds up in one row."""
         if not path:
             return "(top level)"
-        return ".".join(path.split(".")[:depth]) if depth else path
+        parts = path.split(".")
+        if by_layer:
+            parts = ["*" if p.isdigit() else p for p in parts]
+        return ".".join(parts[:depth]) if depth else ".".join(parts)
 
     def _key(self, ev, by: str, depth: int | None) -> str:
         if by == "phase":
             return ev[L.PHASE]
-        if by == "scope":
-            return self._scope_key(ev[L.SCOPE], depth)
+        if by in ("scope", "layer"):
+            return self._scope_key(ev[L.SCOPE], depth, by == "layer")
         if ev[L.PHASE] == "optimizer":
             return "(optimizer)"
         name = attributed_op(ev)
         return f"{name} (recompute)" if ev[L.PHASE] == "recompute" else name
 
     def table(self, by: str = "op", depth: int | None = None, rules: bool = True) -> str:
-        """A readable table (human units) ending with the rule checks."""
+        """A readable table (human units) ending with the rule checks.
+
+        by: "op", "scope" (module path, cut at `depth`), "layer" (like scope, with block
+        numbers merged: blocks.*.attn) or "phase".
+        """
         rows = self.rows(by, depth)
         total = sum(r.total for r in rows) or 1
         head = (f"{by:<28}{'forward':>10}{'bwd dX':>10}{'bwd dW':>10}{'other':>10}"
