@@ -47,10 +47,13 @@ class Op:
         return f"Op({self.name})"
 
 
-def prim(name: str, forward: Callable, **kw) -> Op:
-    """Declare a primitive and enter it in the registry."""
+def prim(name: str, forward: Callable, key: str | None = None, **kw) -> Op:
+    """Declare a primitive and enter it in the registry (under `key`, default its name)."""
     op = Op(name, forward, **kw)
-    REGISTRY.setdefault(name, op)
+    key = key or name
+    if key in REGISTRY:
+        raise ValueError(f"primitive {key!r} is declared twice")
+    REGISTRY[key] = op
     return op
 
 
@@ -289,7 +292,7 @@ CAST = prim(
 # ---------------------------------------------------------------- reductions
 
 def _reduce_cost(out, ins, p):
-    return (0, size(ins[0]) - size(out), 0)
+    return (0, max(size(ins[0]) - size(out), 0), 0)
 
 
 def _keepdims_shape(in_shape, axes):
@@ -433,7 +436,7 @@ def _einsum_cost(out, ins, p):
     contracted = set(lhs.replace(",", "")) - set(rhs)
     if len(ins) == 2 and contracted:
         return (2 * everything, 0, 0)
-    return (0, everything if len(ins) == 2 else everything - size(out), 0)
+    return (0, everything if len(ins) == 2 else max(everything - size(out), 0), 0)
 
 
 def _einsum_vjp(n, g, i):
@@ -470,7 +473,7 @@ def _einsum_uses(k):
 
 EINSUM = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1], optimize=len(a) > 2),
               uses=_einsum_uses(2), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
-EINSUM1 = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1]),
+EINSUM1 = prim("einsum", key="einsum1", forward=lambda *a: np.einsum(a[-1], *a[:-1]),
                uses=_einsum_uses(1), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
 
 
