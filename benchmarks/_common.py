@@ -76,18 +76,30 @@ def print_setup() -> None:
     print(f"numpy {np.__version__}; {torch_blas_info()}")
 
 
-def interleaved(fns: dict, repeat: int, number: int) -> dict:
+def interleaved(fns: dict, repeat: int, number: int, settle: float = 0.0) -> dict:
     """Seconds per call of each function, `repeat` samples each, measured in rounds that
-    alternate between the functions (order reversed every other round) so that drift in
-    clock speed or background load hits them all alike. Like timeit, the garbage collector
-    is off while a sample runs."""
+    alternate between the functions (the order rotated and reversed from round to round)
+    so that drift in clock speed or background load hits them all alike. Like timeit,
+    the garbage collector is off while a sample runs.
+
+    settle > 0: before each sample, sleep that long and make one untimed call. Use it when
+    the functions run on different thread pools: an idle OpenBLAS worker busy-waits for a
+    while (a tenth of a second or more) before it sleeps, and on a machine with few cores
+    it steals the core that the next library's threads (PyTorch's OpenMP) need.
+    """
+    import time
     import timeit
 
     timers = {name: timeit.Timer(fn) for name, fn in fns.items()}
     samples: dict = {name: [] for name in fns}
-    names = list(fns)
+    names, n = list(fns), len(fns)
     for r in range(repeat):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        # every function takes every position, after every other one, equally often
+        order = names[r % n:] + names[:r % n]
+        for name in (order if (r // n) % 2 == 0 else order[::-1]):
+            if settle:
+                time.sleep(settle)
+                fns[name]()
             samples[name].append(timers[name].timeit(number) / number)
     return samples
 
@@ -102,3 +114,15 @@ def calibrate(fn, seconds: float, warmup: int = 3) -> int:
     fn()
     one = time.perf_counter() - t
     return max(1, round(seconds / max(one, 1e-9)))
+
+
+def paired_ratio(a: list, b: list) -> tuple:
+    """Geometric mean of the per-round ratios a[i] / b[i] and its ~95% confidence interval
+    (mean of the log ratios +- 2 standard errors): (ratio, low, high)."""
+    import math
+    import statistics
+
+    logs = [math.log(x / y) for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(logs)
+    se = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else float("inf")
+    return math.exp(mean), math.exp(mean - 2 * se), math.exp(mean + 2 * se)

@@ -13,9 +13,9 @@ import argparse
 import timeit
 
 import numpy as np
+from _common import blas_info  # benchmarks/_common.py (the script's directory is on sys.path)
 
 import flopgrad as fg
-from _common import blas_info  # benchmarks/_common.py (the script's directory is on sys.path)
 
 OPS = 3
 

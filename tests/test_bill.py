@@ -259,7 +259,7 @@ def test_bad_filters_are_named():
     with pytest.raises(ValueError, match="kind"):
         bill.flops(kind="tensorcore")
     with pytest.raises(ValueError, match="by must be"):
-        bill.table(by="layer")
+        bill.table(by="colour")
 
 
 def test_flops_per_param_per_token_rule():
