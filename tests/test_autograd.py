@@ -718,3 +718,23 @@ def test_dim_axis_and_keepdim_aliases():
 def test_softmax_accepts_axis(method):
     a = RNG.standard_normal((2, 3))
     close(getattr(t64(a), method)(axis=0), getattr(torch, method)(th(a), dim=0))
+
+
+def test_relu_backward_zeroes_masked_inf_and_nan_like_torch():
+    torch = pytest.importorskip("torch")
+    data = [-1.0, 2.0, -3.0, 0.0, 4.0, -5.0]
+    upstream = [np.inf, np.inf, np.nan, 1.0, -2.0, -7.0]
+    x = fg.tensor(data, requires_grad=True)
+    x.relu().backward(fg.tensor(upstream))
+    tx = torch.tensor(data, requires_grad=True)
+    tx.relu().backward(torch.tensor(upstream))
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    assert not np.signbit(x.grad.numpy()[[0, 2, 3, 5]]).any()  # +0.0, never -0.0
+
+
+def test_where_with_zero_keeps_values_and_gives_positive_zero():
+    v = np.array([[-1.5, np.inf], [np.nan, -0.0]], dtype=np.float32)
+    keep = np.array([[False, True], [False, True]])
+    got = fg.where(fg.tensor(keep), fg.tensor(v), 0.0).numpy()
+    np.testing.assert_array_equal(got, np.where(keep, v, 0))
+    assert got.dtype == np.float32 and not np.signbit(got[0, 0])

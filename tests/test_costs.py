@@ -370,6 +370,20 @@ def _mv():  # (3, 4) @ (4,) runs as (3, 4) @ (4, 1), reshapes free
     return row, (2 * 3 * 4, 0, 0, nbytes((3, 4), (4, 1), (3, 1)))
 
 
+def _linear(sx, sw, dtype=np.float32, item=F32):
+    def fn():  # F.linear without bias is one primitive (key "linear"), billed as matmul
+        x, w = pos(*sx, dtype=dtype), pos(*sw, dtype=dtype)
+        row = the(run(lambda: F.linear(x, w)), "matmul")
+        out = sx[:-1] + (sw[0],)
+        assert tuple(row["out_shape"]) == out
+        return row, (2 * n(out) * sx[-1], 0, 0, nbytes(sx, sw, out, itemsize=item))
+    return fn
+
+
+case("linear", "2x3-by-4x3")(_linear((2, 3), (4, 3)))
+case("linear", "tokens-2x5x3-by-4x3-f64")(_linear((2, 5, 3), (4, 3), np.float64, F64))
+case("linear", "vector-3-by-4x3")(_linear((3,), (4, 3)))
+
 def _einsum(spec, shapes, tensor, other, out_shape, dtype=np.float32, item=F32):
     def fn():
         ops = [pos(*s, dtype=dtype) for s in shapes]

@@ -126,10 +126,11 @@ def _sum_to(g: Tensor, shape: tuple, n: Node, i: int) -> Tensor:
         raise RuntimeError(
             f"backward of {n.op.name}: the gradient for input {i} has shape {g.shape}, which "
             f"does not reduce to the input's shape {tuple(shape)}")
-    axes = tuple(range(lead)) + tuple(
-        lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
-    if axes:
-        g = apply(O.SUM, (g,), (axes, True))
+    kept = tuple(lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
+    if kept:
+        g = apply(O.SUM, (g,), (tuple(range(lead)) + kept, True))
+    elif lead:  # only leading dims to drop: the sum has the right shape, no reshape view
+        g = apply(O.SUM, (g,), (tuple(range(lead)), False))
     if g.shape != shape:
         g = apply(O.RESHAPE, (g,), (shape,))
     return g

@@ -127,6 +127,13 @@ def matmul(a, b):
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
+def linear(x, w):
+    if x.shape[-1] != w.shape[-1]:
+        raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
+                         f"in_features {w.shape[-1]}")
+    return _new(x.shape[:-1] + (w.shape[0],), np.result_type(x.dtype, w.dtype))
+
+
 def einsum(*args):
     spec, operands = args[-1], args[:-1]
     lhs, rhs = spec.split("->")
@@ -236,7 +243,7 @@ RULES = {
     O.POW_SCALAR: pow_scalar, O.CAST: cast,
     O.SUM: reduce_sum, O.AMAX: reduce_same, O.AMIN: reduce_same, O.PROD: reduce_sum,
     O.PROD_OTHERS: prod_others, O.CUMSUM: cumsum, O.ARGMAX: arg_reduce, O.ARGMIN: arg_reduce,
-    O.MATMUL: matmul, O.EINSUM: einsum, O.EINSUM1: einsum,
+    O.MATMUL: matmul, O.LINEAR: linear, O.EINSUM: einsum, O.EINSUM1: einsum,
     O.RESHAPE: reshape, O.PERMUTE: permute, O.EXPAND: expand, O.FLIP: flip, O.ROLL: roll,
     O.GETITEM: getitem, O.INDEX: index, O.INDEX_PUT: index_put, O.CAT: cat, O.PAD: pad,
     O.UNFOLD: unfold, O.FOLD: fold,

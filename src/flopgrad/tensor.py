@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -671,7 +672,7 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = start_dim % self.ndim, end_dim % self.ndim
-        shape = self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:]
+        shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
         return self.reshape(shape)
 
     def permute(self, *dims):
@@ -897,8 +898,8 @@ def _is_advanced(idx: tuple) -> bool:
 
 def _count(shape, dims) -> int:
     if dims is None:
-        return int(np.prod(shape))
-    return int(np.prod([shape[d] for d in dims]))
+        return math.prod(shape)
+    return math.prod([shape[d] for d in dims])
 
 
 def _squeeze_dims(x: Tensor, dims) -> Tensor:
@@ -908,15 +909,15 @@ def _squeeze_dims(x: Tensor, dims) -> Tensor:
 
 
 def _resolve_shape(old: tuple, new: tuple) -> tuple:
-    n = int(np.prod(old))
+    n = math.prod(old)
     if new.count(-1) > 1:
         raise ValueError(f"only one dim may be -1, got {new}")
     if -1 in new:
-        rest = int(np.prod([s for s in new if s != -1]))
+        rest = math.prod([s for s in new if s != -1])
         if rest == 0 or n % rest:
             raise ValueError(f"cannot reshape {old} ({n} elements) into {new}")
         new = tuple(n // rest if s == -1 else s for s in new)
-    if int(np.prod(new)) != n:
+    if math.prod(new) != n:
         raise ValueError(f"cannot reshape {old} ({n} elements) into {new}")
     return new
 

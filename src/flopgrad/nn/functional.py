@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from flopgrad import creation
+from flopgrad import creation, dispatch
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray, no_data
 from flopgrad.dispatch import apply
@@ -93,8 +93,18 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 # ---------------------------------------------------------------- layers
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias, with weight of shape (out_features, in_features)."""
-    out = x @ weight.T
+    """x @ weight.T + bias, with weight of shape (out_features, in_features).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.linear(fg.ones(4, 3), fg.ones(2, 3)).shape
+    (4, 2)
+    """
+    x, weight = _t(x), _t(weight)
+    if weight.ndim != 2 or x.ndim == 0:
+        raise dispatch.ShapeError(
+            f"linear: needs an input with at least 1 dim and a 2-D weight (out_features, "
+            f"in_features), got shapes {x.shape} and {weight.shape}")
+    out = apply(O.LINEAR, (x, weight))
     return out + bias if bias is not None else out
 
 
