@@ -738,3 +738,13 @@ def test_where_with_zero_keeps_values_and_gives_positive_zero():
     got = fg.where(fg.tensor(keep), fg.tensor(v), 0.0).numpy()
     np.testing.assert_array_equal(got, np.where(keep, v, 0))
     assert got.dtype == np.float32 and not np.signbit(got[0, 0])
+
+
+
+@pytest.mark.filterwarnings("error")
+def test_softmax_of_an_all_masked_row_is_nan_silently_like_torch():
+    x = np.array([[-np.inf, -np.inf], [0.0, 1.0]], dtype=np.float32)
+    got = fg.tensor(x).softmax(-1).numpy()
+    got_log = fg.tensor(x).log_softmax(-1).numpy()
+    np.testing.assert_allclose(got, torch.tensor(x).softmax(-1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got_log, torch.tensor(x).log_softmax(-1).numpy(), rtol=1e-6)

@@ -216,6 +216,41 @@ def _clamp_min():
     return row, (0, 9, 0, 2 * 9 * F32)
 
 
+# GELU is fused: per element, erf form 5 FLOPs (scale, erf, +1, *x, *0.5) with 1 erf; tanh
+# form 8 (x*x, *a, +1, *x, *c, tanh, +1, *x then *0.5 counted as one scale) with 1 tanh.
+# Its derivative: erf form 10 FLOPs with erf and exp, tanh form 14 with one tanh.
+def _gelu(name, approximate, per, trans, dtype=np.float32, item=F32):
+    def fn():
+        x = pos(2, 3, dtype=dtype, requires_grad=True)
+        bill = run(lambda: F.gelu(x, approximate).sum().backward())
+        return the(bill, name, "forward" if name == "gelu" else "backward"), (
+            0, per * 6, trans * 6, 2 * 6 * item)
+    return fn
+
+
+case("gelu", "erf-2x3")(_gelu("gelu", "none", 5, 1))
+case("gelu", "tanh-2x3-f64")(_gelu("gelu", "tanh", 8, 1, np.float64, F64))
+case("gelu_grad", "erf-2x3")(_gelu("gelu_grad", "none", 10, 2))
+case("gelu_grad", "tanh-2x3-f64")(_gelu("gelu_grad", "tanh", 14, 1, np.float64, F64))
+
+# softmax over rows of n: amax (n - 1), sub (n), exp (n), sum (n - 1), div (n) per row;
+# log_softmax: the same up to the sum, then one log and a subtraction (n) per row.
+def _softmax(name, shape, dim, dtype=np.float32, item=F32):
+    def fn():
+        x = pos(*shape, dtype=dtype)
+        row = the(run(lambda: getattr(x, name)(dim)), name)
+        k, rows = n(shape), n(shape) // shape[dim]
+        if name == "softmax":
+            return row, (0, 5 * k - 2 * rows, k, 2 * k * item)
+        return row, (0, 5 * k - rows, k + rows, 2 * k * item)
+    return fn
+
+
+for _name in ("softmax", "log_softmax"):
+    case(_name, "3x4-last")(_softmax(_name, (3, 4), -1))
+    case(_name, "2x5x3-dim1-f64")(_softmax(_name, (2, 5, 3), 1, np.float64, F64))
+    case(_name, "vector")(_softmax(_name, (6,), 0))
+
 def _pow_scalar(expo, trans):
     def fn():
         x = pos(3, 4)
@@ -648,15 +683,18 @@ def test_transcendentals_are_also_other_flops():
     assert bill.flops(kind="tensor") == 0
 
 
-def test_softmax_is_the_documented_sum_of_primitives():
+def test_fused_softmax_bills_what_its_composite_would():
     r, k = 3, 7
     x = real(r, k)
-    with fg.profile() as bill:
+    with fg.profile() as fused:
         x.softmax(-1)
+    assert [e["primitive"] for e in fused.event_rows()] == ["softmax"]
+    with fg.profile() as composite:
+        e = (x - x.amax(-1, keepdim=True)).exp()
+        e / e.sum(-1, keepdim=True)
     # amax (k - 1), sub (k), exp (k, k transcendentals), sum (k - 1), div (k) per row
-    assert [e["primitive"] for e in bill.event_rows()] == ["amax", "sub", "exp", "sum", "div"]
-    assert bill.flops() == r * (5 * k - 2)
-    assert bill.transcendentals() == r * k
+    assert fused.flops() == composite.flops() == r * (5 * k - 2)
+    assert fused.transcendentals() == composite.transcendentals() == r * k
 
 
 def test_layer_norm_is_the_sum_of_its_primitives():

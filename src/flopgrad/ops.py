@@ -194,7 +194,8 @@ def _same_float_array(v, c) -> bool:
 
 def _select_or_zero(keep, v):
     """np.where(keep, v, 0) without branches (np.where is ~10x slower on irregular masks)."""
-    out = np.multiply(v, keep)
+    with np.errstate(invalid="ignore"):
+        out = np.multiply(v, keep)
     np.add(out, 0.0, out=out)  # -0.0 -> +0.0, as np.where gives
     if not np.isfinite(np.add.reduce(out, axis=None)):  # inf * 0 is NaN: redo it exactly
         return np.where(keep, v, 0)
@@ -253,6 +254,84 @@ RELU = prim(
     jvp=lambda p, t: _call(WHERE, p.out() <= 0, 0.0, t[0]),
 )
 
+
+# ---------------------------------------------------------------- GELU, fused
+
+_GELU_C = math.sqrt(2.0 / math.pi)  # tanh form: 0.5 x (1 + tanh(c (x + a x^3)))
+_GELU_A = 0.044715
+
+
+def _gelu_fwd(x, approximate):
+    if approximate == "tanh":
+        u = x * x
+        u *= _GELU_A * _GELU_C
+        u += _GELU_C
+        u *= x
+        np.tanh(u, out=u)
+    else:
+        u = x * (1.0 / math.sqrt(2.0))
+        special.erf(u, out=u)
+    u += 1.0
+    u *= x
+    u *= 0.5
+    return u
+
+
+def _gelu_grad_fwd(x, approximate):
+    """d gelu / dx, elementwise."""
+    x2 = x * x
+    if approximate == "tanh":
+        t = x2 * (_GELU_A * _GELU_C)
+        t += _GELU_C
+        t *= x
+        np.tanh(t, out=t)  # t = tanh(u)
+        du = x2
+        du *= 3 * _GELU_A * _GELU_C
+        du += _GELU_C  # u'
+        du *= x
+        du *= 0.5  # 0.5 x u'
+        out = np.multiply(t, t)
+        np.subtract(1.0, out, out=out)
+        out *= du
+        t += 1.0
+        t *= 0.5
+        out += t  # 0.5 (1 + t) + 0.5 x (1 - t^2) u'
+        return out
+    phi = x2
+    phi *= -0.5
+    np.exp(phi, out=phi)
+    phi *= x / math.sqrt(2.0 * math.pi)  # x phi(x)
+    cdf = x * (1.0 / math.sqrt(2.0))
+    special.erf(cdf, out=cdf)
+    cdf += 1.0
+    cdf *= 0.5
+    cdf += phi
+    return cdf
+
+
+def _gelu_grad2(n):
+    """d^2 gelu / dx^2 with flopgrad ops (so higher orders stay differentiable)."""
+    x = n.saved[0]
+    if n.params[0] == "tanh":
+        du = _GELU_C * (1.0 + (3 * _GELU_A) * x * x)
+        t = (_GELU_C * (x + _GELU_A * x * x * x)).tanh()
+        return (1.0 - t * t) * (du - x * t * du * du + (3 * _GELU_A * _GELU_C) * x * x)
+    return (2.0 - x * x) * (-0.5 * x * x).exp() * (1.0 / math.sqrt(2.0 * math.pi))
+
+
+GELU = prim(
+    "gelu", _gelu_fwd, uses=((0,),),
+    cost=lambda out, ins, p: (0, (8 if p[0] == "tanh" else 5) * size(out), size(out)),
+    vjp=lambda n, g, i: g * _call(GELU_GRAD, n.saved[0], params=n.params),
+    jvp=lambda p, t: t[0] * _call(GELU_GRAD, p.saved[0], params=p.params),
+)
+GELU_GRAD = prim(
+    "gelu_grad", _gelu_grad_fwd, uses=((0,),),
+    cost=lambda out, ins, p: ((0, 14 * size(out), size(out)) if p[0] == "tanh"
+                              else (0, 10 * size(out), 2 * size(out))),
+    vjp=lambda n, g, i: g * _gelu_grad2(n),
+    jvp=lambda p, t: t[0] * _gelu_grad2(p),
+)
 
 def _pow_scalar_fwd(x, e):
     if x.dtype.kind != "f":
@@ -430,6 +509,58 @@ ARGMAX = prim("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdi
 ARGMIN = prim("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
               cost=_reduce_cost)
 
+
+# ---------------------------------------------------------------- softmax, fused
+
+def _shifted(x, axis):
+    """x - max(x) along axis (the max of an all -inf row taken as 0), as a new array."""
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    m[~np.isfinite(m)] = 0
+    return np.subtract(x, m)
+
+
+def _softmax_fwd(x, axis):
+    e = _shifted(x, axis)
+    np.exp(e, out=e)
+    with np.errstate(invalid="ignore"):  # an all -inf row is NaN, silently, as in PyTorch
+        e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax_fwd(x, axis):
+    z = _shifted(x, axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z -= np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    return z
+
+
+def _softmax_cost(extra):
+    def cost(out, ins, p):  # amax, sub, exp, sum, then div (softmax) or log + sub
+        n, rows = size(out), size(out) // max(out[p[0]], 1) if out else 1
+        return (0, 5 * n - 2 * rows + extra * rows, n + extra * rows)
+    return cost
+
+
+def _softmax_vjp(y, g, axis):
+    return (g - (g * y).sum(axis, keepdim=True)) * y
+
+
+def _log_softmax_vjp(out, g, axis):
+    return g - out.exp() * g.sum(axis, keepdim=True)
+
+
+SOFTMAX = prim(
+    "softmax", _softmax_fwd, uses=((-1,),), cost=_softmax_cost(0),
+    vjp=lambda n, g, i: _softmax_vjp(n.out(), g, n.params[0]),
+    jvp=lambda p, t: _softmax_vjp(p.out(), t[0], p.params[0]),
+)
+LOG_SOFTMAX = prim(
+    "log_softmax", _log_softmax_fwd, uses=((-1,),), cost=_softmax_cost(1),
+    vjp=lambda n, g, i: _log_softmax_vjp(n.out(), g, n.params[0]),
+    jvp=lambda p, t: t[0] - (p.out().exp() * t[0]).sum(p.params[0], keepdim=True),
+)
 
 # ---------------------------------------------------------------- contractions
 

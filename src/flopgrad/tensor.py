@@ -640,14 +640,13 @@ class Tensor:
     def softmax(self, dim=None, *, axis=None):
         """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability."""
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim, "softmax")
-        e = (self - self.amax(d, keepdim=True).detach()).exp()
-        return e / e.sum(d, keepdim=True)
+        return apply(O.SOFTMAX, (self,), (d,))
 
     def log_softmax(self, dim=None, *, axis=None):
         """x - logsumexp(x) along `dim` (default -1)."""
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
                      "log_softmax")
-        return self - self.logsumexp(d, keepdim=True)
+        return apply(O.LOG_SOFTMAX, (self,), (d,))
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape):

@@ -46,13 +46,21 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    """Gaussian error linear unit; approximate="tanh" gives GPT-2's tanh form."""
-    if approximate == "none":
-        return 0.5 * x * (1.0 + (x * (1.0 / math.sqrt(2.0))).erf())
-    if approximate == "tanh":
-        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
-        return 0.5 * x * (1.0 + inner.tanh())
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    """Gaussian error linear unit, x Phi(x); approximate="tanh" gives GPT-2's tanh form.
+
+    One primitive (with its derivative another), like PyTorch's gelu and gelu_backward.
+
+    >>> import flopgrad as fg
+    >>> round(fg.nn.functional.gelu(fg.tensor(1.0)).item(), 4)
+    0.8413
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    x = _t(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"gelu: needs a floating-point tensor, got dtype {x.dtype}; "
+                        "convert it with .float() first")
+    return apply(O.GELU, (x,), (approximate,))
 
 
 def silu(x: Tensor) -> Tensor:
@@ -329,6 +337,11 @@ def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: i
     safe = np.where(ignored, 0, tgt)
     if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
         raise IndexError(f"nll_loss: target out of range [0, {n_classes}) (and != ignore_index)")
+    if weight is None and logp.ndim == 2 and not ignored.any():  # the common case, 3 ops
+        picked = logp[np.arange(len(safe)), safe]
+        if reduction == "mean":
+            return -(picked.sum() / len(safe))
+        return -_reduce(picked, reduction, "nll_loss")
     if logp.ndim == 1:
         picked = logp[safe]
     else:
