@@ -740,7 +740,6 @@ def test_where_with_zero_keeps_values_and_gives_positive_zero():
     assert got.dtype == np.float32 and not np.signbit(got[0, 0])
 
 
-
 @pytest.mark.filterwarnings("error")
 def test_softmax_of_an_all_masked_row_is_nan_silently_like_torch():
     x = np.array([[-np.inf, -np.inf], [0.0, 1.0]], dtype=np.float32)

@@ -251,6 +251,19 @@ for _name in ("softmax", "log_softmax"):
     case(_name, "2x5x3-dim1-f64")(_softmax(_name, (2, 5, 3), 1, np.float64, F64))
     case(_name, "vector")(_softmax(_name, (6,), 0))
 
+# relu's gradient is one primitive (PyTorch's threshold_backward): 1 comparison per element,
+# reading the incoming gradient and relu's output, writing the result
+def _relu_backward(shape, dtype=np.float32, item=F32):
+    def fn():
+        x = real(*shape, dtype=dtype, requires_grad=True)
+        bill = run(lambda: F.relu(x).sum().backward())
+        return the(bill, "relu_backward", "backward"), (0, n(shape), 0, 3 * n(shape) * item)
+    return fn
+
+
+case("relu_backward", "3x4")(_relu_backward((3, 4)))
+case("relu_backward", "2x3x2-f64")(_relu_backward((2, 3, 2), np.float64, F64))
+
 def _pow_scalar(expo, trans):
     def fn():
         x = pos(3, 4)

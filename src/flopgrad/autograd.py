@@ -220,8 +220,10 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
     or not), and only the vjps that lead to one are run. With accumulate, the gradients are
     also added into the tensors' .grad. Each gradient has the dtype of its tensor.
     """
-    target_ids = {id(t) for t in targets} if targets is not None else None
-    target_nodes = {t._node: t for t in targets if t._node is not None} if targets else {}
+    target_ids = target_nodes = None
+    if targets is not None:
+        target_ids = {id(t) for t in targets}
+        target_nodes = {t._node: t for t in targets if t._node is not None}
     found: dict = {}  # id(tensor) -> [tensor, gradient so far]
     buffers: dict = {}
     root_nodes = []
@@ -252,7 +254,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 t = target_nodes.get(n)
                 if t is not None:
                     _add(found, t, g)
-            _check_saved(n)
+            if n.released or n.versions is not None or n.out_data is not None:
+                _check_saved(n)
             State.scope = n.scope
             vjp, in_shapes = n.op.vjp, n.in_shapes
             for i, p in enumerate(n.parents):
@@ -264,7 +267,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                     continue
                 if billing:
                     State.role = _role(p, has_param)
-                State.grad_of = (n.op.name, i)
+                    State.grad_of = (n.op.name, i)
                 gi = vjp(n, g, i)
                 if gi is None:
                     continue
@@ -278,12 +281,16 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 else:
                     _add(found, p, gi)
             if not retain_graph:
-                release(n)
+                if billing:
+                    release(n)
+                else:
+                    n.released = n.saved is not None or n.out_data is not None
+                    n.saved = n.out_data = None
         State.role = State.grad_of = None
         for entry in found.values():
             t, g = entry
             dtype = t._data.dtype
-            if g._data.dtype != dtype and dtype.kind in "fc":
+            if g._data.dtype is not dtype and g._data.dtype != dtype and dtype.kind in "fc":
                 g = entry[1] = apply(O.CAST, (g,), (dtype, g._data.dtype))
             if accumulate:
                 _accumulate(t, g, create_graph, handed_out)
@@ -332,7 +339,7 @@ def _root_grads(outs: list, gradients, who: str) -> list:
     `gradients` is None, one gradient (for a single output), or a sequence of them.
     """
     if gradients is None:
-        gradients = [None] * len(outs)
+        return [_root_grad(o, None, who) for o in outs]
     elif isinstance(gradients, Tensor | np.ndarray) or (
             len(outs) == 1 and _shape(gradients) == outs[0].shape):
         gradients = [gradients]
@@ -359,7 +366,11 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
                 "with the output's shape, e.g. fg.ones_like(out).")
         if type(out._data) is MetaArray:
             return Tensor(MetaArray(out._data.shape, out._data.dtype))
-        return Tensor(np.ones(out._data.shape, dtype=out._data.dtype))
+        t = Tensor.__new__(Tensor)
+        t._data, t._node, t._tangent, t.grad, t._version = (
+            np.ones(out._data.shape, dtype=out._data.dtype), None, None, None, [0])
+        t.requires_grad = False
+        return t
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
                                                                         dtype=out._data.dtype))
     if g.shape != out.shape:

@@ -247,11 +247,20 @@ def _relu_fwd(x):
     return np.maximum(x, 0, dtype=x.dtype) if x.dtype.kind == "f" else np.maximum(x, 0)
 
 
+def _relu_backward_fwd(g, out):
+    """PyTorch's threshold_backward: g where out > 0, else 0 (a NaN out passes g through)."""
+    return _where_fwd(out <= 0, 0.0, g)
+
+
 RELU = prim(
     "relu", _relu_fwd, uses=((-1,),), cost=_ew(),
-    # out <= 0, not out > 0: a NaN input passes its gradient through, as in PyTorch
-    vjp=lambda n, g, i: _call(WHERE, n.out() <= 0, 0.0, g),
-    jvp=lambda p, t: _call(WHERE, p.out() <= 0, 0.0, t[0]),
+    vjp=lambda n, g, i: _call(RELU_BACKWARD, g, n.out()),
+    jvp=lambda p, t: _call(RELU_BACKWARD, t[0], p.out()),
+)
+RELU_BACKWARD = prim(  # linear in g, piecewise constant in out (no gradient flows to out)
+    "relu_backward", _relu_backward_fwd, uses=((1,), ()), cost=_ew(),
+    vjp=lambda n, g, i: _call(RELU_BACKWARD, g, n.saved[1]) if i == 0 else None,
+    jvp=lambda p, t: None if t[0] is None else _call(RELU_BACKWARD, t[0], p.saved[1]),
 )
 
 
@@ -599,8 +608,9 @@ def _linear_fwd(x, w):
 def _linear_dweight(n, g):
     """dW = g^T x with every leading dim contracted in the same GEMM (no batched dW + sum)."""
     x = n.saved[0]
-    g2 = g.reshape(-1, g.shape[-1])
-    return _call(MATMUL, _call(PERMUTE, g2, params=((1, 0),)), x.reshape(-1, x.shape[-1]))
+    if g.ndim != 2:
+        g, x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+    return _call(MATMUL, _call(PERMUTE, g, params=((1, 0),)), x)
 
 
 # F.linear: x (..., in) and weight (out, in). Billed as the matmul it is (PyTorch's addmm/mm

@@ -236,7 +236,7 @@ RULES = {
     O.MAXIMUM: binary, O.MINIMUM: binary,
     O.EQ: compare, O.NE: compare, O.LT: compare, O.LE: compare, O.GT: compare, O.GE: compare,
     O.LOGICAL_AND: compare, O.LOGICAL_OR: compare, O.LOGICAL_NOT: logical_not,
-    O.SIGN: same, O.WHERE: where,
+    O.SIGN: same, O.WHERE: where, O.RELU_BACKWARD: binary,
     O.NEG: same, O.ABS: same, O.RELU: same, O.CLAMP: same,
     O.EXP: floating, O.LOG: floating, O.LOG1P: floating, O.SQRT: floating, O.SIN: floating,
     O.COS: floating, O.TANH: floating, O.GELU: floating, O.GELU_GRAD: floating,

@@ -658,6 +658,8 @@ class Tensor:
             shape = _resolve_shape(self._data.shape, shape)
         except ValueError as err:
             raise dispatch.ShapeError(f"reshape: {err}") from None
+        if shape == self._data.shape:
+            return self
         return apply(O.RESHAPE, (self,), (shape,))
 
     view = reshape
