@@ -264,6 +264,22 @@ def _relu_backward(shape, dtype=np.float32, item=F32):
 case("relu_backward", "3x4")(_relu_backward((3, 4)))
 case("relu_backward", "2x3x2-f64")(_relu_backward((2, 3, 2), np.float64, F64))
 
+# in-place add_/sub_/mul_/div_: 1 FLOP per element of the updated tensor; bytes read both
+# operands and write the target once; nothing new is allocated
+def _inplace(name, shape_b, dtype=np.float32, item=F32):
+    def fn():
+        a, b = pos(3, 4, dtype=dtype), pos(*shape_b, dtype=dtype)
+        before = a._data
+        bill = run(lambda: getattr(a, name)(b))
+        assert a._data is before and bill.peak_bytes == 0
+        return the(bill, name), (0, 12, 0, (12 + n(shape_b) + 12) * item)
+    return fn
+
+
+for _name in ("add_", "sub_", "mul_", "div_"):
+    case(_name, "3x4-with-3x4")(_inplace(_name, (3, 4)))
+    case(_name, "3x4-with-row-4-f64")(_inplace(_name, (4,), np.float64, F64))
+
 def _pow_scalar(expo, trans):
     def fn():
         x = pos(3, 4)

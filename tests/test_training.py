@@ -312,3 +312,23 @@ def test_mnist_reader_on_a_small_idx_file(tmp_path):
     assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32
     np.testing.assert_allclose(x[2, 0], imgs[2] / 255.0, rtol=1e-6)
     assert y.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.AdamW(ps, lr=0.1)], ids=["sgd", "adamw"])
+def test_optimizers_update_parameters_in_place_without_new_memory(make):
+    fg.manual_seed(0)
+    model = MLP([8, 16, 4])
+    opt = make(model.parameters())
+    x, y = fg.randn(5, 8), fg.tensor([0, 1, 2, 3, 0])
+    arrays = [p._data for p in model.parameters()]
+    before = [a.copy() for a in arrays]
+    for _ in range(2):  # the second step updates the optimizer state in place too
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        with fg.profile() as bill:
+            opt.step()
+    assert all(p._data is a for p, a in zip(model.parameters(), arrays, strict=True))
+    assert all(not np.array_equal(a, b) for a, b in zip(arrays, before, strict=True))
+    # only temporaries, one parameter at a time (AdamW holds at most 3 at once)
+    assert 0 < bill.peak_bytes <= 3 * max(a.nbytes for a in arrays)

@@ -84,6 +84,8 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     if listening:
         start = perf_counter_ns()
     forward = op.forward
+    if op.inplace:
+        _check_inplace(op, args)
     if State.meta_seen and any(type(a) is MetaArray for a in arrays):
         forward = op.meta
         if forward is None:
@@ -98,6 +100,9 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     if listening:
         for ledger in listening:
             ledger.on_op(op, args, arrays, out, params, start)
+    if op.inplace:
+        args[0]._version[0] += 1
+        return args[0]
     t = _new(Tensor)
     t._data = out
     t._tangent = t.grad = t._node = None
@@ -123,6 +128,19 @@ def apply(op: Op, args: tuple, params: tuple = ()):
 
 _new = object.__new__
 _ndarray = np.ndarray
+
+
+def _check_inplace(op: Op, args) -> None:
+    target = args[0]
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{op.name}: the tensor to update in place must be a Tensor")
+    if State.grad_enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        raise RuntimeError(
+            f"{op.name}: in-place update of a tensor that requires grad (or with one); wrap it "
+            "in `with fg.no_grad():` (as optimizers do) or use the out-of-place op")
+    if not target._data.flags.writeable:
+        raise ValueError(f"{op.name}: the tensor is a read-only view (e.g. from expand); "
+                         ".clone() it first")
 
 
 def _shape_of(a) -> tuple:

@@ -80,14 +80,16 @@ class phase:
         return False
 
 
-def _user_line() -> str:
-    """file:line of the innermost caller outside the flopgrad package."""
+def _user_frame() -> tuple | None:
+    """(file, line) of the innermost caller outside the flopgrad package."""
     f = sys._getframe(2)
     while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
         f = f.f_back
-    if f is None:
-        return "?"
-    return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+    return None if f is None else (f.f_code.co_filename, f.f_lineno)
+
+
+def _format_frame(where: tuple | None) -> str:
+    return "?" if where is None else f"{os.path.basename(where[0])}:{where[1]}"
 
 
 def _buffer(arr):
@@ -110,7 +112,7 @@ class Ledger:
         self.saved_bytes = 0
         self.saved_bytes_peak = 0
         self.timeline: list[tuple[int, int, int]] = []  # (time ns, live bytes, saved bytes)
-        self._saved_entries: list[dict] = []
+        self._saved_raw: list[tuple] = []
         self._buffers: dict[int, list] = {}
         self._node_release: dict[int, weakref.finalize] = {}
         self.leaves: dict[int, int] = {}  # id -> size of leaves that required grad
@@ -141,12 +143,12 @@ class Ledger:
                         self.leaves[id(a)] = a._data.size
         self.events.append((
             op,
-            tuple(a.shape if isinstance(a, _ARRAYS) else () for a in arrays),
-            tuple(a.itemsize if isinstance(a, _ARRAYS) else 0 for a in arrays),
+            tuple([a.shape if isinstance(a, _ARRAYS) else () for a in arrays]),
+            tuple([a.itemsize if isinstance(a, _ARRAYS) else 0 for a in arrays]),
             out.shape, out.itemsize, params, phase_, State.role,
             State.grad_of, State.scope, start, perf_counter_ns(), copied, skipped,
         ))
-        if self.memory and (not op.view or copied):
+        if self.memory and (not (op.view or op.inplace) or copied):
             self.on_alloc(out)
 
     def on_alloc(self, arr: np.ndarray) -> None:
@@ -179,7 +181,7 @@ class Ledger:
             items.append((node.out_data, "output", False))
         if not items:
             return
-        where = _user_line()
+        where = _user_frame()
         keys = []
         for arr, what, leaf in items:
             if not isinstance(arr, _ARRAYS):
@@ -194,12 +196,10 @@ class Ledger:
                 self._buffers[key] = [1, root.nbytes]
                 self.saved_bytes += root.nbytes
             keys.append(key)
-            self._saved_entries.append({
-                "op": node.op.name, "what": what, "shape": tuple(arr.shape),
-                "dtype": str(arr.dtype), "bytes": int(root.nbytes if not shared else 0),
-                "array_bytes": int(arr.nbytes), "scope": node.scope, "line": where,
-                "leaf": leaf, "shared": shared,
-            })
+            # a tuple now, a dict when asked for (saved_entries): this runs for every node
+            self._saved_raw.append((node.op.name, what, arr.shape, arr.dtype,
+                                    0 if shared else root.nbytes, arr.nbytes, node.scope,
+                                    where, leaf, shared))
         if self.saved_bytes > self.saved_bytes_peak:
             self.saved_bytes_peak = self.saved_bytes
         self._mark()
@@ -304,7 +304,15 @@ class Ledger:
         `bytes` is the buffer's size the first time that buffer is saved and 0 when a later
         node saves the same buffer again (a view is not a copy); `array_bytes` is the view's.
         """
-        return [dict(e) for e in self._saved_entries]
+        return self.saved_entries()
+
+    def saved_entries(self) -> list[dict]:
+        return [{
+            "op": op, "what": what, "shape": tuple(shape), "dtype": str(dtype),
+            "bytes": int(nbytes), "array_bytes": int(array_bytes), "scope": scope,
+            "line": _format_frame(where), "leaf": leaf, "shared": shared,
+        } for op, what, shape, dtype, nbytes, array_bytes, scope, where, leaf, shared
+            in self._saved_raw]
 
 
 def _role(ev) -> str:

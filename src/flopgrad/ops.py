@@ -40,6 +40,7 @@ class Op:
     uses: tuple = ()
     cost: Callable = field(default=lambda out, ins, params: (0, 0, 0))
     view: bool = False  # output aliases the input: no bytes moved, no FLOPs
+    inplace: bool = False  # writes its result into input 0 (no graph; optimizers, add_)
     unknown_cost: bool = False  # a user Function that declared no cost
     meta: Callable | None = None  # shape rule on meta arrays (flopgrad.shapes)
 
@@ -216,6 +217,13 @@ WHERE = prim(
     jvp=_where_jvp,
 )
 
+
+# In place (PyTorch's add_, sub_, mul_, div_): input 0 is overwritten and returned, so no
+# memory is allocated; only outside autograd (dispatch refuses tensors that require grad).
+ADD_ = prim("add_", lambda a, b: np.add(a, b, out=a), cost=_ew(), inplace=True)
+SUB_ = prim("sub_", lambda a, b: np.subtract(a, b, out=a), cost=_ew(), inplace=True)
+MUL_ = prim("mul_", lambda a, b: np.multiply(a, b, out=a), cost=_ew(), inplace=True)
+DIV_ = prim("div_", lambda a, b: np.true_divide(a, b, out=a), cost=_ew(), inplace=True)
 
 # ---------------------------------------------------------------- elementwise unary
 

@@ -22,11 +22,11 @@ from flopgrad.tensor import Tensor
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "LambdaLR", "CosineWarmupLR"]
 
 
-def _assign(p: Tensor, value: Tensor) -> None:
-    """Make `value` the parameter's new data (in place for the tensor object)."""
-    p._data = value._data if value._data.dtype == p._data.dtype else value._data.astype(
-        p._data.dtype)
-    p._version[0] += 1
+def _writable(t: Tensor) -> Tensor:
+    """Give a tensor its own writable memory if it has none (e.g. loaded read-only)."""
+    if not t._data.flags.writeable:
+        t._data = t._data.copy()
+    return t
 
 
 class Optimizer:
@@ -62,7 +62,8 @@ class Optimizer:
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+                        self._update(_writable(p), p.grad, self.state.setdefault(id(p), {}),
+                                     group)
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError
@@ -123,12 +124,11 @@ class SGD(Optimizer):
         if mu:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = g.clone()
+                buf = state["momentum_buffer"] = g.clone()
             else:
-                buf = buf * mu + g * (1 - group["dampening"])
-            state["momentum_buffer"] = buf
+                buf.mul_(mu).add_(g * (1 - group["dampening"]))
             g = g + buf * mu if group["nesterov"] else buf
-        _assign(p, p - g * group["lr"])
+        p.sub_(g * group["lr"])
 
 
 class Adam(Optimizer):
@@ -148,8 +148,7 @@ class Adam(Optimizer):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if wd:
             if self.decoupled:
-                p_new = p * (1 - lr * wd)
-                _assign(p, p_new)
+                p.mul_(1 - lr * wd)
             else:
                 g = g + wd * p
         if not state:
@@ -158,12 +157,11 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = Tensor(zeros_like(p._data))
         state["step"] += 1
         t = state["step"]
-        m = state["exp_avg"] * b1 + g * (1 - b1)
-        v = state["exp_avg_sq"] * b2 + g * g * (1 - b2)
-        state["exp_avg"], state["exp_avg_sq"] = m, v
+        m = state["exp_avg"].mul_(b1).add_(g * (1 - b1))
+        v = state["exp_avg_sq"].mul_(b2).add_(g * g * (1 - b2))
         step_size = lr / (1 - b1 ** t)
         denom = v.sqrt() / math.sqrt(1 - b2 ** t) + eps
-        _assign(p, p - m / denom * step_size)
+        p.sub_(m / denom * step_size)
 
 
 class AdamW(Adam):

@@ -117,7 +117,7 @@ class Bill(Ledger):
             row.bytes += c[3]
             row.unknown |= c[4]
         if by != "phase":
-            for e in self._saved_entries:
+            for e in self.saved_entries():
                 key = e["op"] if by == "op" else self._scope_key(e["scope"], depth,
                                                                   by == "layer")
                 if key in rows:

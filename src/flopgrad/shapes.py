@@ -127,6 +127,13 @@ def matmul(a, b):
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
+def inplace(a, b):
+    if _broadcast(a, b) != a.shape:
+        raise ValueError(f"non-broadcastable output operand with shape {a.shape} doesn't "
+                         f"match the broadcast shape {_broadcast(a, b)}")
+    return a
+
+
 def linear(x, w):
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
@@ -234,6 +241,7 @@ def fold(cols, in_shape, kh, kw, stride, dilation):
 RULES = {
     O.ADD: binary, O.SUB: binary, O.MUL: binary, O.DIV: true_divide, O.POW: binary,
     O.MAXIMUM: binary, O.MINIMUM: binary,
+    O.ADD_: inplace, O.SUB_: inplace, O.MUL_: inplace, O.DIV_: inplace,
     O.EQ: compare, O.NE: compare, O.LT: compare, O.LE: compare, O.GT: compare, O.GE: compare,
     O.LOGICAL_AND: compare, O.LOGICAL_OR: compare, O.LOGICAL_NOT: logical_not,
     O.SIGN: same, O.WHERE: where, O.RELU_BACKWARD: binary,

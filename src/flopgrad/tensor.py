@@ -312,22 +312,25 @@ class Tensor:
         return self
 
     def add_(self, other, alpha: float = 1) -> Tensor:
-        """In-place `self += alpha * other`."""
-        o = _data_of(other)
-        return self._inplace(self._data + (o * alpha if alpha != 1 else o))
+        """In-place `self += alpha * other` (billed; no new memory).
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2).add_(fg.ones(2), alpha=3)
+        tensor([3., 3.])
+        """
+        return apply(O.ADD_, (self, other * alpha if alpha != 1 else other))
 
     def sub_(self, other, alpha: float = 1) -> Tensor:
-        """In-place `self -= alpha * other`."""
-        o = _data_of(other)
-        return self._inplace(self._data - (o * alpha if alpha != 1 else o))
+        """In-place `self -= alpha * other` (billed; no new memory)."""
+        return apply(O.SUB_, (self, other * alpha if alpha != 1 else other))
 
     def mul_(self, other) -> Tensor:
-        """In-place `self *= other`."""
-        return self._inplace(self._data * _data_of(other))
+        """In-place `self *= other` (billed; no new memory)."""
+        return apply(O.MUL_, (self, other))
 
     def div_(self, other) -> Tensor:
-        """In-place `self /= other`."""
-        return self._inplace(self._data / _data_of(other))
+        """In-place `self /= other` (billed; no new memory)."""
+        return apply(O.DIV_, (self, other))
 
     def zero_(self) -> Tensor:
         """In-place fill with zeros."""
