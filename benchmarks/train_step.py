@@ -96,7 +96,7 @@ def flopgrad_step(name: str, seed: int = 0):
         opt.step()
         return loss.item()
 
-    return step, lambda: {k: p._data for k, p in model.named_parameters()}  # SGD rebinds _data
+    return step, lambda: {k: p._data for k, p in model.named_parameters()}
 
 
 # ---------------------------------------------------------------- PyTorch eager

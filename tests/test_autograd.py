@@ -747,3 +747,15 @@ def test_softmax_of_an_all_masked_row_is_nan_silently_like_torch():
     got_log = fg.tensor(x).log_softmax(-1).numpy()
     np.testing.assert_allclose(got, torch.tensor(x).softmax(-1).numpy(), rtol=1e-6)
     np.testing.assert_allclose(got_log, torch.tensor(x).log_softmax(-1).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_inplace_add_matches_torch_and_falls_back_off_the_blas_path(dtype):
+    a, b = np.random.rand(4, 5).astype(dtype), np.random.rand(4, 5).astype(dtype)
+    want = torch.tensor(a).add_(torch.tensor(b), alpha=-0.3).numpy()
+    np.testing.assert_allclose(fg.tensor(a).add_(fg.tensor(b), alpha=-0.3).numpy(), want,
+                               rtol=1e-6)
+    strided = fg.tensor(np.random.rand(5, 4).astype(dtype)).T  # not contiguous: NumPy path
+    want = torch.tensor(a).sub_(torch.tensor(strided.numpy()), alpha=2.0).numpy()
+    np.testing.assert_allclose(fg.tensor(a).sub_(strided, alpha=2.0).numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(fg.tensor(a).add_(1.5, alpha=2.0).numpy(), a + 3.0, rtol=1e-6)

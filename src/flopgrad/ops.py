@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
+from scipy.linalg import blas
 
 from flopgrad import dispatch as D
 
@@ -220,8 +221,27 @@ WHERE = prim(
 
 # In place (PyTorch's add_, sub_, mul_, div_): input 0 is overwritten and returned, so no
 # memory is allocated; only outside autograd (dispatch refuses tensors that require grad).
-ADD_ = prim("add_", lambda a, b: np.add(a, b, out=a), cost=_ew(), inplace=True)
-SUB_ = prim("sub_", lambda a, b: np.subtract(a, b, out=a), cost=_ew(), inplace=True)
+def _axpy_(a, b, alpha):
+    """a += alpha * b in one pass (BLAS axpy) where the arrays allow, as PyTorch's add_."""
+    if alpha == 1:
+        return np.add(a, b, out=a)
+    if (type(b) is np.ndarray and b.dtype == a.dtype and a.dtype.char in "fd"
+            and b.shape == a.shape and a.flags.c_contiguous and b.flags.c_contiguous):
+        flat = a.reshape(-1)
+        _AXPY[a.dtype.char](b.reshape(-1), flat, n=flat.size, a=alpha)
+        return a
+    return np.add(a, np.multiply(b, alpha), out=a)
+
+
+_AXPY = {"f": blas.saxpy, "d": blas.daxpy}
+
+
+def _scaled_cost(out, ins, p):  # one add, plus the multiply by alpha unless alpha is 1
+    return (0, (1 if p[0] == 1 else 2) * size(out), 0)
+
+
+ADD_ = prim("add_", _axpy_, cost=_scaled_cost, inplace=True)
+SUB_ = prim("sub_", lambda a, b, alpha: _axpy_(a, b, -alpha), cost=_scaled_cost, inplace=True)
 MUL_ = prim("mul_", lambda a, b: np.multiply(a, b, out=a), cost=_ew(), inplace=True)
 DIV_ = prim("div_", lambda a, b: np.true_divide(a, b, out=a), cost=_ew(), inplace=True)
 

@@ -126,9 +126,9 @@ class SGD(Optimizer):
             if buf is None:
                 buf = state["momentum_buffer"] = g.clone()
             else:
-                buf.mul_(mu).add_(g * (1 - group["dampening"]))
+                buf.mul_(mu).add_(g, alpha=1 - group["dampening"])
             g = g + buf * mu if group["nesterov"] else buf
-        p.sub_(g * group["lr"])
+        p.sub_(g, alpha=group["lr"])
 
 
 class Adam(Optimizer):
@@ -157,11 +157,11 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = Tensor(zeros_like(p._data))
         state["step"] += 1
         t = state["step"]
-        m = state["exp_avg"].mul_(b1).add_(g * (1 - b1))
-        v = state["exp_avg_sq"].mul_(b2).add_(g * g * (1 - b2))
+        m = state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
+        v = state["exp_avg_sq"].mul_(b2).add_(g * g, alpha=1 - b2)
         step_size = lr / (1 - b1 ** t)
         denom = v.sqrt() / math.sqrt(1 - b2 ** t) + eps
-        p.sub_(m / denom * step_size)
+        p.sub_(m / denom, alpha=step_size)
 
 
 class AdamW(Adam):

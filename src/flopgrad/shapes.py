@@ -127,7 +127,7 @@ def matmul(a, b):
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
-def inplace(a, b):
+def inplace(a, b, *params):
     if _broadcast(a, b) != a.shape:
         raise ValueError(f"non-broadcastable output operand with shape {a.shape} doesn't "
                          f"match the broadcast shape {_broadcast(a, b)}")

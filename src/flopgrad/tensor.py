@@ -318,11 +318,11 @@ class Tensor:
         >>> fg.zeros(2).add_(fg.ones(2), alpha=3)
         tensor([3., 3.])
         """
-        return apply(O.ADD_, (self, other * alpha if alpha != 1 else other))
+        return apply(O.ADD_, (self, other), (alpha,))
 
     def sub_(self, other, alpha: float = 1) -> Tensor:
         """In-place `self -= alpha * other` (billed; no new memory)."""
-        return apply(O.SUB_, (self, other * alpha if alpha != 1 else other))
+        return apply(O.SUB_, (self, other), (alpha,))
 
     def mul_(self, other) -> Tensor:
         """In-place `self *= other` (billed; no new memory)."""
