@@ -448,6 +448,13 @@ case("linear", "2x3-by-4x3")(_linear((2, 3), (4, 3)))
 case("linear", "tokens-2x5x3-by-4x3-f64")(_linear((2, 5, 3), (4, 3), np.float64, F64))
 case("linear", "vector-3-by-4x3")(_linear((3,), (4, 3)))
 
+
+@case("linear", "with-bias-2x5x3-by-4x3")
+def _linear_bias():  # the bias add is in the same event: 1 other FLOP per output element
+    x, w, b = pos(2, 5, 3), pos(4, 3), pos(4)
+    row = the(run(lambda: F.linear(x, w, b)), "matmul")
+    return row, (2 * 40 * 3, 40, 0, nbytes((2, 5, 3), (4, 3), (4,), (2, 5, 4)))
+
 def _einsum(spec, shapes, tensor, other, out_shape, dtype=np.float32, item=F32):
     def fn():
         ops = [pos(*s, dtype=dtype) for s in shapes]

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
-from scipy.linalg import blas
 
 from flopgrad import dispatch as D
 
@@ -222,18 +221,11 @@ WHERE = prim(
 # In place (PyTorch's add_, sub_, mul_, div_): input 0 is overwritten and returned, so no
 # memory is allocated; only outside autograd (dispatch refuses tensors that require grad).
 def _axpy_(a, b, alpha):
-    """a += alpha * b in one pass (BLAS axpy) where the arrays allow, as PyTorch's add_."""
+    """a += alpha * b, as PyTorch's add_(b, alpha=...). (Not scipy's BLAS axpy: its OpenBLAS
+    thread pool would fight NumPy's for the cores, slowing the next matmul many times over.)"""
     if alpha == 1:
         return np.add(a, b, out=a)
-    if (type(b) is np.ndarray and b.dtype == a.dtype and a.dtype.char in "fd"
-            and b.shape == a.shape and a.flags.c_contiguous and b.flags.c_contiguous):
-        flat = a.reshape(-1)
-        _AXPY[a.dtype.char](b.reshape(-1), flat, n=flat.size, a=alpha)
-        return a
     return np.add(a, np.multiply(b, alpha), out=a)
-
-
-_AXPY = {"f": blas.saxpy, "d": blas.daxpy}
 
 
 def _scaled_cost(out, ins, p):  # one add, plus the multiply by alpha unless alpha is 1
@@ -604,6 +596,25 @@ LOG_SOFTMAX = prim(
 def _matmul_fwd(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
+    if a.ndim == 2 and b.ndim == 2:
+        return _gemm(a, b)
+    return np.matmul(a, b)
+
+
+def transposed_gemm(m: int, n: int, a_dtype, b_dtype) -> bool:
+    """Whether _gemm computes an (m, n) product as (b.T @ a.T) into Fortran order."""
+    return m < n and a_dtype == b_dtype
+
+
+def _gemm(a, b):
+    """a @ b for 2-D arrays. A result wider than tall is computed as b.T @ a.T into a
+    Fortran-ordered array: OpenBLAS runs such shapes up to 1.6x faster that way round
+    (benchmarks/train_step.py; docs/performance.md)."""
+    m, n = a.shape[0], b.shape[1]
+    if transposed_gemm(m, n, a.dtype, b.dtype):
+        out = np.empty((m, n), dtype=a.dtype, order="F")
+        np.matmul(b.T, a.T, out=out.T)
+        return out
     return np.matmul(a, b)
 
 
@@ -623,35 +634,58 @@ MATMUL = prim(
 
 
 
-def _linear_fwd(x, w):
-    """x @ w.T over x's last dim, as one 2-D GEMM with the leading dims merged."""
+def _linear_fwd(x, w, b=None):
+    """x @ w.T (+ b) over x's last dim, as one 2-D GEMM with the leading dims merged and
+    the bias added in place."""
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
                          f"in_features {w.shape[-1]}")
     if x.ndim == 2:
-        return np.matmul(x, w.T)
-    return np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], w.shape[0])
+        out = _gemm(x, w.T)
+    else:  # into an array of the final shape, which owns its memory (the ledger tracks it)
+        out = np.empty(x.shape[:-1] + (w.shape[0],), dtype=np.result_type(x, w))
+        np.matmul(x.reshape(-1, x.shape[-1]), w.T, out=out.reshape(-1, w.shape[0]))
+    if b is None:
+        return out
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"bias of shape {b.shape}, expected ({w.shape[0]},)")
+    if np.result_type(out, b) != out.dtype:
+        return out + b
+    out += b
+    return out
 
 
-def _linear_dweight(n, g):
-    """dW = g^T x with every leading dim contracted in the same GEMM (no batched dW + sum)."""
-    x = n.saved[0]
+def _linear_cost(out, ins, p):
+    bias = size(out) if len(ins) == 3 else 0
+    return (2 * size(out) * ins[0][-1], bias, 0)
+
+
+def _linear_vjp(n, g, i):
+    if i == 0:  # dX = g @ W
+        return _call(LINEAR, g, _call(PERMUTE, n.saved[1], params=((1, 0),)))
+    if i == 2:  # db: g summed over every leading dim
+        return g if g.ndim == 1 else g.sum(tuple(range(g.ndim - 1)))
+    x = n.saved[0]  # dW = g^T x, every leading dim contracted in one GEMM (no batched dW)
     if g.ndim != 2:
         g, x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
     return _call(MATMUL, _call(PERMUTE, g, params=((1, 0),)), x)
 
 
-# F.linear: x (..., in) and weight (out, in). Billed as the matmul it is (PyTorch's addmm/mm
-# in FlopCounterMode); a primitive of its own so that dW comes out as one contiguous GEMM.
-LINEAR = prim(
-    "matmul", _linear_fwd, key="linear", uses=((1,), (0,)), cost=_matmul_cost,
-    vjp=lambda n, g, i: _call(LINEAR, g, _call(PERMUTE, n.saved[1], params=((1, 0),)))
-    if i == 0 else _linear_dweight(n, g),
-    jvp=lambda p, t: _tadd(
-        None if t[0] is None else _call(LINEAR, t[0], p.saved[1]),
-        None if t[1] is None else _call(LINEAR, p.saved[0], t[1]),
-    ),
-)
+def _linear_jvp(p, t):
+    x, w = p.saved[0], p.saved[1]
+    return _tadd(
+        None if t[0] is None else _call(LINEAR, t[0], w),
+        None if t[1] is None else _call(LINEAR, x, t[1]),
+        t[2] if len(t) == 3 else None,
+    )
+
+
+# F.linear: x (..., in), weight (out, in), optional bias (out,), like PyTorch's addmm/mm.
+# Billed under the name matmul (the bias add as other FLOPs); a primitive of its own so that
+# dW comes out as one contiguous GEMM and the bias needs no second pass over the output.
+LINEAR = prim("matmul", _linear_fwd, key="linear", uses=((1,), (0,), ()), cost=_linear_cost,
+              vjp=_linear_vjp, jvp=_linear_jvp)
+
 
 def _einsum_sizes(spec, in_shapes):
     sizes = {}

@@ -124,7 +124,16 @@ def matmul(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        return _gemm(a.shape[0], b.shape[1], a.dtype, b.dtype)
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
+
+
+def _gemm(m, n, a_dtype, b_dtype) -> MetaArray:
+    dtype = np.result_type(a_dtype, b_dtype)
+    if O.transposed_gemm(m, n, a_dtype, b_dtype):  # Fortran order, as ops._gemm returns
+        return MetaArray((m, n), dtype, strides=(dtype.itemsize, max(m, 1) * dtype.itemsize))
+    return _new((m, n), dtype)
 
 
 def inplace(a, b, *params):
@@ -134,11 +143,18 @@ def inplace(a, b, *params):
     return a
 
 
-def linear(x, w):
+def linear(x, w, b=None):
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
                          f"in_features {w.shape[-1]}")
-    return _new(x.shape[:-1] + (w.shape[0],), np.result_type(x.dtype, w.dtype))
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"bias of shape {b.shape}, expected ({w.shape[0]},)")
+    dtype = np.result_type(x.dtype, w.dtype)
+    if b is not None and np.result_type(dtype, b.dtype) != dtype:
+        return _new(x.shape[:-1] + (w.shape[0],), np.result_type(dtype, b.dtype))
+    if len(x.shape) == 2:
+        return _gemm(x.shape[0], w.shape[0], x.dtype, w.dtype)
+    return _new(x.shape[:-1] + (w.shape[0],), dtype)
 
 
 def einsum(*args):

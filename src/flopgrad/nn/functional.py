@@ -112,8 +112,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise dispatch.ShapeError(
             f"linear: needs an input with at least 1 dim and a 2-D weight (out_features, "
             f"in_features), got shapes {x.shape} and {weight.shape}")
-    out = apply(O.LINEAR, (x, weight))
-    return out + bias if bias is not None else out
+    if bias is None:
+        return apply(O.LINEAR, (x, weight))
+    bias = _t(bias)
+    if bias.shape != (weight.shape[0],):
+        raise dispatch.ShapeError(f"linear: bias of shape {bias.shape}, expected "
+                                  f"({weight.shape[0]},) for a weight of shape {weight.shape}")
+    return apply(O.LINEAR, (x, weight, bias))
 
 
 def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:
