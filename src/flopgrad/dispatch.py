@@ -79,7 +79,11 @@ def _data(a):
 
 def apply(op: Op, args: tuple, params: tuple = ()):
     """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
-    arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+    if len(args) == 2:  # the common case, unrolled: this line runs for every op
+        a, b = args
+        arrays = [a._data if isinstance(a, Tensor) else a, b._data if isinstance(b, Tensor) else b]
+    else:
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
     listening = State.listeners
     if listening:
         start = perf_counter_ns()
@@ -110,11 +114,13 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     t.requires_grad = False
     if State.grad_enabled and op.vjp is not None:
         parents = None
-        for i, a in enumerate(args):
+        i = 0
+        for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
                 if parents is None:
                     parents = [None] * len(args)
                 parents[i] = a._node or a
+            i += 1
         if parents is not None:
             t._node = _record(op, args, arrays, out, params, parents, t._version)
             t.requires_grad = True
@@ -154,7 +160,9 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
     node.op = op
     node.parents = parents
     node.params = params
-    node.in_shapes = [a.shape if type(a) is _ndarray else _shape_of(a) for a in arrays]
+    node.in_shapes = in_shapes = []
+    for a in arrays:
+        in_shapes.append(a.shape if type(a) is _ndarray else _shape_of(a))
     node.out_tangent = node.out_data = node.saved = node.versions = None
     node.released = False
     node.scope = State.scope

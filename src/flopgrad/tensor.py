@@ -292,9 +292,8 @@ class Tensor:
     def backward(self, gradient=None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs=None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (PyTorch semantics)."""
-        from flopgrad.autograd import backward
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph,
-                 inputs=inputs)
+        _autograd.backward(self, gradient, retain_graph=retain_graph,
+                           create_graph=create_graph, inputs=inputs)
 
     def retain_grad(self) -> None:
         """Not needed in flopgrad: use fg.grad(output, [tensor]) for non-leaf gradients."""
@@ -1091,3 +1090,7 @@ def outer(a, b) -> Tensor:
     """Outer product of two vectors."""
     a, b = _t(a), _t(b)
     return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+# the backward engine builds on Tensor, so it is imported once Tensor exists
+from flopgrad import autograd as _autograd  # noqa: E402
