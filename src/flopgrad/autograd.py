@@ -171,15 +171,19 @@ def _topo(root_nodes: list) -> tuple[list, bool]:
                     stack.append(p)
             elif p is not None and not has_param:
                 has_param = isinstance(p, Parameter)
-    ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
+    if len(root_nodes) == 1:
+        ready = list(root_nodes)
+    else:
+        ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
     order = []
     while ready:
         n = ready.pop()
         order.append(n)
         for p in n.parents:
             if type(p) is Node:
-                deps[p] -= 1
-                if deps[p] == 0:
+                left = deps[p] - 1
+                deps[p] = left
+                if not left:
                     ready.append(p)
     return order, has_param
 
@@ -214,7 +218,7 @@ _PASS_MEMOS: list[dict] = []
 
 def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: bool,
          targets: Sequence | None, accumulate: bool) -> dict:
-    """Back-propagate root_grads from roots and return {id(tensor): gradient}.
+    """Back-propagate root_grads from roots and return {id(tensor): [tensor, gradient]}.
 
     With targets=None every leaf reached gets a gradient; otherwise only the targets (leaves
     or not), and only the vjps that lead to one are run. With accumulate, the gradients are
@@ -297,7 +301,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
     finally:
         _PASS_MEMOS.pop()
         State.grad_enabled, State.phase, State.scope, State.role, State.grad_of = saved_state
-    return {key: g for key, (_, g) in found.items()}
+    return found
 
 
 def _add(found: dict, t: Tensor, g: Tensor) -> None:
@@ -368,7 +372,7 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
             return Tensor(MetaArray(out._data.shape, out._data.dtype))
         t = Tensor.__new__(Tensor)
         t._data, t._node, t._tangent, t.grad, t._version = (
-            np.ones(out._data.shape, dtype=out._data.dtype), None, None, None, [0])
+            np.array(1, dtype=out._data.dtype).reshape(out._data.shape), None, None, None, [0])
         t.requires_grad = False
         return t
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
@@ -437,7 +441,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
                     accumulate=False)
     result = []
     for k, t in enumerate(ins):
-        g = captured.get(id(t))
+        g = captured.get(id(t), (None, None))[1]
         if g is None and not allow_unused:
             raise RuntimeError(
                 f"grad: input {k} (shape {t.shape}) was not used to compute the outputs. "
