@@ -38,6 +38,7 @@ def seed_003(B: int = 32, D: int = 512, C: int = 10) -> None:
     W1, W2 = Parameter(fg.randn(D, D)), Parameter(fg.randn(D, C))
     for x_needs_grad in (False, True):
         X = fg.randn(B, D, requires_grad=x_needs_grad)
+        W1.grad = W2.grad = None  # a fresh step: no accumulation into last run's gradients
         with fg.profile() as bill:
             loss = ((X @ W1 @ W2) ** 2).mean()
             loss.backward()

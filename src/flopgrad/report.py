@@ -230,7 +230,8 @@ class Bill(Ledger):
                       if share >= 0.9 else "elementwise and reduction ops are a large share")
             if others:
                 reason += "; the rest is " + ", ".join(
-                    f"{name} {100 * f / work:.1f}%" for f, name in others)
+                    f"{'bias adds in linear' if name == 'matmul' else name} {100 * f / work:.1f}%"
+                    for f, name in others)
             checks.append(Rule("share of FLOPs in matmul", share, 1.0, share >= 0.9, reason))
         if fwd and bwd:
             ratio = bwd / fwd
