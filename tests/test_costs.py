@@ -679,6 +679,24 @@ def _prod_others_all():
     return the(bill, "prod_others", "backward"), (0, 3 * 10, 0, 2 * 10 * F64)
 
 
+def _layer_norm(shape, n_dims, affine, dtype=np.float32, item=F32):
+    def fn():  # two means, sub, square, + eps and rsqrt per row, normalise, scale, shift
+        x = pos(*shape, dtype=dtype)
+        norm = shape[len(shape) - n_dims:]
+        w = pos(*norm, dtype=dtype) if affine else None
+        b = pos(*norm, dtype=dtype) if affine else None
+        row = the(run(lambda: F.layer_norm(x, norm, w, b)), "layer_norm")
+        k, d = n(shape), n(norm)
+        rows = k // d
+        flops = 5 * k + 2 * rows + (2 * k if affine else 0)
+        params = 2 * d if affine else 0
+        return row, (0, flops, rows, (2 * k + params) * item)
+    return fn
+
+
+case("layer_norm", "4x6-affine")(_layer_norm((4, 6), 1, True))
+case("layer_norm", "2x3x4-last-two-f64")(_layer_norm((2, 3, 4), 2, False, np.float64, F64))
+
 # ---------------------------------------------------------------- the tests
 
 @pytest.mark.parametrize("name", sorted(fg.ops.REGISTRY))
@@ -733,16 +751,20 @@ def test_fused_softmax_bills_what_its_composite_would():
     assert fused.transcendentals() == composite.transcendentals() == r * k
 
 
-def test_layer_norm_is_the_sum_of_its_primitives():
+def test_fused_layer_norm_bills_what_its_composite_would():
     r, d = 4, 6
     x, w, b = real(r, d), real(d), real(d)
     with fg.profile() as bill:
         F.layer_norm(x, (d,), w, b)
+    assert [e["primitive"] for e in bill.event_rows()] == ["layer_norm"]
+    with fg.profile() as composite:
+        centered = x - x.mean(-1, keepdim=True)
+        centered * ((centered * centered).mean(-1, keepdim=True) + 1e-5).rsqrt() * w + b
     # two means (d - 1 adds and a divide per row, each), the subtraction, the square, + eps,
     # the rsqrt (1 per row, a transcendental), normalise, scale and shift (d each)
     per_row = 2 * d + d + d + 1 + 1 + 3 * d
-    assert bill.flops() == r * per_row
-    assert bill.transcendentals() == r
+    assert bill.flops() == composite.flops() == r * per_row
+    assert bill.transcendentals() == composite.transcendentals() == r
     assert bill.flops(kind="tensor") == 0
 
 

@@ -228,3 +228,20 @@ def test_prod_second_order_is_not_silently_wrong():
     np.testing.assert_allclose(g.detach().numpy(), [0.0, 3.0, 0.0])
     with pytest.raises(NotImplementedError, match="prod"):
         fg.grad(g.sum(), x)
+
+
+def test_layer_norm_backward_then_create_graph_on_the_same_retained_graph():
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(1).standard_normal((3, 4))
+    x = fg.tensor(x0, requires_grad=True)
+    y = F.layer_norm(x, (4,))
+    seed = fg.tensor(np.arange(12.0).reshape(3, 4))
+    y.backward(seed, retain_graph=True)  # first pass: no graph for the gradient
+    (gx,) = fg.grad(y, x, seed, create_graph=True)  # same seed tensor, now with a graph
+    (gx * gx).sum().backward()
+    tx = torch.tensor(x0, requires_grad=True)
+    (tg,) = torch.autograd.grad(torch.nn.functional.layer_norm(tx, (4,)), tx,
+                                torch.tensor(seed.numpy()), create_graph=True)
+    (tg * tg).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy() - gx.detach().numpy(),  # .grad holds both passes
+                               tx.grad.numpy(), rtol=1e-7, atol=1e-9)

@@ -289,7 +289,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                     release(n)
                 else:
                     n.released = n.saved is not None or n.out_data is not None
-                    n.saved = n.out_data = None
+                    n.saved = n.out_data = n.memo = None
         State.role = State.grad_of = None
         for entry in found.values():
             t, g = entry

@@ -41,7 +41,8 @@ class Node:
 
     __slots__ = (
         "op", "parents", "saved", "versions", "params", "in_shapes", "out_data",
-        "out_tangent", "out_version", "released", "scope", "weight_level", "__weakref__",
+        "out_tangent", "out_version", "released", "scope", "weight_level", "memo",
+        "__weakref__",
     )
 
     def out(self):
@@ -163,7 +164,8 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
     node.in_shapes = in_shapes = []
     for a in arrays:
         in_shapes.append(a.shape if type(a) is _ndarray else _shape_of(a))
-    node.out_tangent = node.out_data = node.saved = node.versions = None
+    # memo: scratch for a vjp rule that shares work between its input slots in one pass
+    node.out_tangent = node.out_data = node.saved = node.versions = node.memo = None
     node.released = False
     node.scope = State.scope
     uses = op.uses
@@ -206,7 +208,7 @@ def release(node: Node) -> None:
     for ledger in State.listeners:
         ledger.on_release(node)
     node.released = node.saved is not None or node.out_data is not None
-    node.saved = node.out_data = None
+    node.saved = node.out_data = node.memo = None
 
 
 def track_alloc(arr: np.ndarray) -> None:

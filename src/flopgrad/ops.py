@@ -284,6 +284,77 @@ RELU_BACKWARD = prim(  # linear in g, piecewise constant in out (no gradient flo
 )
 
 
+# ---------------------------------------------------------------- layer norm, fused
+
+def _layer_norm_fwd(x, w, b, n_dims, eps):
+    axes = tuple(range(x.ndim - n_dims, x.ndim))
+    out = x - np.mean(x, axis=axes, keepdims=True)
+    var = np.mean(np.square(out), axis=axes, keepdims=True)
+    out *= np.reciprocal(np.sqrt(var + eps))
+    if w is not None:
+        out *= w
+    if b is not None:
+        out += b
+    return out
+
+
+def _layer_norm_stats(n, g):
+    """(xhat, rstd) with flopgrad ops, computed once per backward pass for all three slots."""
+    key = (g, D.State.grad_enabled)  # a create_graph pass needs stats that carry a graph
+    if n.memo is None or n.memo[0] is not g or n.memo[1] != key[1]:
+        x, (n_dims, eps) = n.saved[0], n.params
+        dims = tuple(range(x.ndim - n_dims, x.ndim))
+        centered = x - x.mean(dims, keepdim=True)
+        rstd = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+        n.memo = (*key, centered * rstd, rstd)
+    return n.memo[2], n.memo[3]
+
+
+def _layer_norm_vjp(n, g, i):
+    lead = tuple(range(g.ndim - n.params[0]))
+    if i == 2:  # d bias
+        return g.sum(lead) if lead else g
+    xhat, rstd = _layer_norm_stats(n, g)
+    if i == 1:  # d weight
+        return (g * xhat).sum(lead) if lead else g * xhat
+    dims = tuple(range(g.ndim - n.params[0], g.ndim))
+    w = n.saved[1]
+    gw = g if w is None else g * w
+    return rstd * (gw - gw.mean(dims, keepdim=True)
+                   - xhat * (gw * xhat).mean(dims, keepdim=True))
+
+
+def _layer_norm_jvp(p, t):
+    x, w, b = p.saved
+    n_dims, eps = p.params
+    dims = tuple(range(x.ndim - n_dims, x.ndim))
+    centered = x - x.mean(dims, keepdim=True)
+    rstd = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+    xhat = centered * rstd
+    terms = []
+    if t[0] is not None:
+        tc = t[0] - t[0].mean(dims, keepdim=True)
+        dxhat = rstd * (tc - xhat * (xhat * tc).mean(dims, keepdim=True))
+        terms.append(dxhat if w is None else dxhat * w)
+    if t[1] is not None:
+        terms.append(xhat * t[1])
+    if t[2] is not None:
+        terms.append(t[2])
+    return _tadd(*terms)
+
+
+def _layer_norm_cost(out, ins, p):
+    """What the composite would cost: two means, subtract, square, + eps and rsqrt per row,
+    normalise, then scale and shift where given."""
+    n, d = size(out), size(out[len(out) - p[0]:])
+    rows = n // max(d, 1)
+    affine = (ins[1] != ()) + (ins[2] != ())
+    return (0, 2 * n + n + n + 2 * rows + n + affine * n, rows)
+
+
+LAYER_NORM = prim("layer_norm", _layer_norm_fwd, uses=((0, 1), (0,), ()),
+                  cost=_layer_norm_cost, vjp=_layer_norm_vjp, jvp=_layer_norm_jvp)
+
 # ---------------------------------------------------------------- GELU, fused
 
 _GELU_C = math.sqrt(2.0 / math.pi)  # tanh form: 0.5 x (1 + tanh(c (x + a x^3)))

@@ -143,6 +143,11 @@ def inplace(a, b, *params):
     return a
 
 
+def layer_norm(x, w, b, n_dims, eps):
+    dtypes = [a.dtype for a in (x, w, b) if a is not None]
+    return _new(x.shape, _float_result(np.result_type(*dtypes)))
+
+
 def linear(x, w, b=None):
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
@@ -264,7 +269,7 @@ RULES = {
     O.NEG: same, O.ABS: same, O.RELU: same, O.CLAMP: same,
     O.EXP: floating, O.LOG: floating, O.LOG1P: floating, O.SQRT: floating, O.SIN: floating,
     O.COS: floating, O.TANH: floating, O.GELU: floating, O.GELU_GRAD: floating,
-    O.SOFTMAX: floating, O.LOG_SOFTMAX: floating, O.SIGMOID: floating, O.ERF: floating,
+    O.SOFTMAX: floating, O.LOG_SOFTMAX: floating, O.LAYER_NORM: layer_norm, O.SIGMOID: floating, O.ERF: floating,
     O.POW_SCALAR: pow_scalar, O.CAST: cast,
     O.SUM: reduce_sum, O.AMAX: reduce_same, O.AMIN: reduce_same, O.PROD: reduce_sum,
     O.PROD_OTHERS: prod_others, O.CUMSUM: cumsum, O.ARGMAX: arg_reduce, O.ARGMIN: arg_reduce,

@@ -250,18 +250,21 @@ def embedding(index, weight: Tensor, padding_idx: int | None = None) -> Tensor:
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Normalise over the last len(normalized_shape) dims, then scale and shift."""
+    """Normalise over the last len(normalized_shape) dims, then scale and shift.
+
+    One primitive, like PyTorch's native_layer_norm (its backward is ordinary primitives).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.layer_norm(fg.tensor([[1.0, 3.0]]), (2,)).tolist()
+    [[-0.9999949932098389, 0.9999949932098389]]
+    """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(x.shape[-len(shape):]) != shape:
         raise ValueError(f"layer_norm: input {x.shape} does not end in {shape}")
-    dims = tuple(range(x.ndim - len(shape), x.ndim))
-    mean = x.mean(dims, keepdim=True)
-    centered = x - mean
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (var + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    return out + bias if bias is not None else out
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != shape:
+            raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected {shape}")
+    return apply(O.LAYER_NORM, (_t(x), weight, bias), (len(shape), eps))
 
 
 def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
