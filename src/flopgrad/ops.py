@@ -667,8 +667,6 @@ LOG_SOFTMAX = prim(
 def _matmul_fwd(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
-    if a.ndim == 2 and b.ndim == 2:
-        return _gemm(a, b)
     return np.matmul(a, b)
 
 
@@ -678,9 +676,10 @@ def transposed_gemm(m: int, n: int, a_dtype, b_dtype) -> bool:
 
 
 def _gemm(a, b):
-    """a @ b for 2-D arrays. A result wider than tall is computed as b.T @ a.T into a
-    Fortran-ordered array: OpenBLAS runs such shapes up to 1.6x faster that way round
-    (benchmarks/train_step.py; docs/performance.md)."""
+    """a @ b for 2-D arrays, for F.linear's activations. A result wider than tall is computed
+    as b.T @ a.T into a Fortran-ordered array: OpenBLAS runs such shapes up to 1.6x faster
+    that way round (docs/performance.md). Not for weight gradients: an optimizer update that
+    mixes a Fortran-ordered gradient with a C-ordered parameter is 4x slower."""
     m, n = a.shape[0], b.shape[1]
     if transposed_gemm(m, n, a.dtype, b.dtype):
         out = np.empty((m, n), dtype=a.dtype, order="F")

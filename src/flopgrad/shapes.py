@@ -124,8 +124,6 @@ def matmul(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if len(a.shape) == 2 and len(b.shape) == 2:
-        return _gemm(a.shape[0], b.shape[1], a.dtype, b.dtype)
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
