@@ -395,6 +395,20 @@ _arg_cases("argmax", "argmax")
 _arg_cases("argmin", "argmin")
 
 
+def _logical(name, shape, dim):
+    def fn():  # all/any: n - 1 ANDs/ORs per output, reading n bools, writing bools
+        x = fg.tensor(np.arange(n(shape)).reshape(shape) % 3 > 0)
+        row = the(run(lambda: getattr(x, name)(dim)), name)
+        outs = 1 if dim is None else n(shape) // shape[dim]
+        return row, (0, n(shape) - outs, 0, n(shape) + outs)
+    return fn
+
+
+for _name in ("all", "any"):
+    case(_name, "3x4-dim1")(_logical(_name, (3, 4), 1))
+    case(_name, "2x3x2-flat")(_logical(_name, (2, 3, 2), None))
+
+
 def _cumsum(shape, dim, dtype=np.float32, item=F32):
     def fn():
         x = pos(*shape, dtype=dtype)

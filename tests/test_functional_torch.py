@@ -480,3 +480,22 @@ def test_embedding_padding_row_gets_no_gradient():
     np.testing.assert_array_equal(w.grad.numpy()[2], 0.0)
     np.testing.assert_array_equal(w.grad.numpy()[:, 0], [1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
 
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu-tanh", "softmax", "log_softmax"])
+def test_fused_elementwise_ops_on_zero_dim_tensors_match_torch(name):
+    fns = {
+        "gelu": (F.gelu, TF.gelu),
+        "gelu-tanh": (lambda x: F.gelu(x, approximate="tanh"),
+                      lambda x: TF.gelu(x, approximate="tanh")),
+        "softmax": (lambda x: x.softmax(0), lambda x: x.softmax(0)),
+        "log_softmax": (lambda x: x.log_softmax(-1), lambda x: x.log_softmax(-1)),
+    }
+    ours, theirs = fns[name]
+    x = fg.tensor(0.7, dtype=np.float64, requires_grad=True)
+    tx = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    y, ty = ours(x), theirs(tx)
+    y.backward()
+    ty.backward()
+    assert y.shape == () and y.item() == pytest.approx(ty.item(), rel=1e-12)
+    assert x.grad.item() == pytest.approx(tx.grad.item(), rel=1e-12, abs=1e-15)

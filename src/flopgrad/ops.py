@@ -361,6 +361,17 @@ _GELU_C = math.sqrt(2.0 / math.pi)  # tanh form: 0.5 x (1 + tanh(c (x + a x^3)))
 _GELU_A = 0.044715
 
 
+def _as_1d(fn):
+    """Run an in-place elementwise forward on a 0-d array as a 1-element one."""
+    def run(x, *params):
+        if x.ndim == 0:
+            return fn(x.reshape(1), *params).reshape(())
+        return fn(x, *params)
+    run.__doc__ = fn.__doc__
+    return run
+
+
+@_as_1d
 def _gelu_fwd(x, approximate):
     if approximate == "tanh":
         u = x * x
@@ -377,6 +388,7 @@ def _gelu_fwd(x, approximate):
     return u
 
 
+@_as_1d
 def _gelu_grad_fwd(x, approximate):
     """d gelu / dx, elementwise."""
     x2 = x * x
@@ -608,6 +620,10 @@ ARGMAX = prim("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdi
               cost=_reduce_cost)
 ARGMIN = prim("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
               cost=_reduce_cost)
+ALL = prim("all", lambda x, axes, keepdims: np.all(x, axis=axes, keepdims=keepdims),
+           cost=_reduce_cost)  # logical reductions: no gradient, n - 1 ANDs/ORs per output
+ANY = prim("any", lambda x, axes, keepdims: np.any(x, axis=axes, keepdims=keepdims),
+           cost=_reduce_cost)
 
 
 # ---------------------------------------------------------------- softmax, fused
@@ -621,6 +637,7 @@ def _shifted(x, axis):
     return np.subtract(x, m)
 
 
+@_as_1d
 def _softmax_fwd(x, axis):
     e = _shifted(x, axis)
     np.exp(e, out=e)
@@ -629,6 +646,7 @@ def _softmax_fwd(x, axis):
     return e
 
 
+@_as_1d
 def _log_softmax_fwd(x, axis):
     z = _shifted(x, axis)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -643,12 +661,16 @@ def _softmax_cost(extra):
     return cost
 
 
+def _row_sum(t, axis):
+    return t if t.ndim == 0 else t.sum(axis, keepdim=True)  # a 0-d tensor is its own row
+
+
 def _softmax_vjp(y, g, axis):
-    return (g - (g * y).sum(axis, keepdim=True)) * y
+    return (g - _row_sum(g * y, axis)) * y
 
 
 def _log_softmax_vjp(out, g, axis):
-    return g - out.exp() * g.sum(axis, keepdim=True)
+    return g - out.exp() * _row_sum(g, axis)
 
 
 SOFTMAX = prim(
@@ -659,7 +681,7 @@ SOFTMAX = prim(
 LOG_SOFTMAX = prim(
     "log_softmax", _log_softmax_fwd, uses=((-1,),), cost=_softmax_cost(1),
     vjp=lambda n, g, i: _log_softmax_vjp(n.out(), g, n.params[0]),
-    jvp=lambda p, t: t[0] - (p.out().exp() * t[0]).sum(p.params[0], keepdim=True),
+    jvp=lambda p, t: t[0] - _row_sum(p.out().exp() * t[0], p.params[0]),
 )
 
 # ---------------------------------------------------------------- contractions

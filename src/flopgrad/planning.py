@@ -3,7 +3,7 @@
 >>> import flopgrad as fg
 >>> b = fg.budget(params=7e9, tokens=2e12, gpu="h100", gpus=1024, mfu=0.4)
 >>> f"{b.flops:.3g}", round(b.days, 1)
-('8.4e+22', 60.2)
+('8.4e+22', 2.4)
 """
 
 from __future__ import annotations

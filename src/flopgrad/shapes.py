@@ -108,6 +108,10 @@ def reduce_same(x, axes, keepdims):
     return _new(_reduced(x.shape, axes, keepdims), x.dtype)
 
 
+def logical_reduce(x, axes, keepdims):
+    return _new(_reduced(x.shape, axes, keepdims), np.bool_)
+
+
 def arg_reduce(x, axis, keepdims):
     return _new(_reduced(x.shape, (axis,), keepdims), np.int64)
 
@@ -272,6 +276,7 @@ RULES = {
     O.POW_SCALAR: pow_scalar, O.CAST: cast,
     O.SUM: reduce_sum, O.AMAX: reduce_same, O.AMIN: reduce_same, O.PROD: reduce_sum,
     O.PROD_OTHERS: prod_others, O.CUMSUM: cumsum, O.ARGMAX: arg_reduce, O.ARGMIN: arg_reduce,
+    O.ALL: logical_reduce, O.ANY: logical_reduce,
     O.MATMUL: matmul, O.LINEAR: linear, O.EINSUM: einsum, O.EINSUM1: einsum,
     O.RESHAPE: reshape, O.PERMUTE: permute, O.EXPAND: expand, O.FLIP: flip, O.ROLL: roll,
     O.GETITEM: getitem, O.INDEX: index, O.INDEX_PUT: index_put, O.CAT: cat, O.PAD: pad,

@@ -581,6 +581,21 @@ class Tensor:
         return apply(O.PROD, (self,), (_dims(dim, axis, self.ndim, "prod"),
                                        _keep(keepdim, keepdims)))
 
+    def all(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Whether every element (along `dim`) is non-zero; a bool tensor, no gradient.
+
+        >>> import flopgrad as fg
+        >>> bool(fg.tensor([1.0, 2.0]).all()), fg.tensor([[0, 1], [1, 1]]).all(1).tolist()
+        (True, [False, True])
+        """
+        return apply(O.ALL, (self,), (_dims(dim, axis, self.ndim, "all"),
+                                      _keep(keepdim, keepdims)))
+
+    def any(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Whether any element (along `dim`) is non-zero; a bool tensor, no gradient."""
+        return apply(O.ANY, (self,), (_dims(dim, axis, self.ndim, "any"),
+                                      _keep(keepdim, keepdims)))
+
     def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Maximum over `dim`; tied maxima share the gradient evenly."""
         return apply(O.AMAX, (self,), (_dims(dim, axis, self.ndim, "amax"),
