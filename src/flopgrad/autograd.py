@@ -75,7 +75,14 @@ class no_grad(_FixedMode):
 
 
 class enable_grad(_FixedMode):
-    """Record a graph even inside no_grad. Context manager or decorator."""
+    """Record a graph even inside no_grad. Context manager or decorator.
+
+    >>> import flopgrad as fg
+    >>> with fg.no_grad(), fg.enable_grad():
+    ...     y = fg.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    True
+    """
 
     mode = True
 
@@ -113,7 +120,14 @@ class set_grad_enabled(_GradMode):
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops are being recorded for backward."""
+    """Whether ops are being recorded for backward.
+
+    >>> import flopgrad as fg
+    >>> with fg.no_grad():
+    ...     inside = fg.is_grad_enabled()
+    >>> fg.is_grad_enabled(), inside
+    (True, False)
+    """
     return State.grad_enabled
 
 
@@ -666,7 +680,16 @@ def hvp(fn: Callable, primals, tangents) -> tuple:
 # ---------------------------------------------------------------- gradcheck
 
 class GradcheckError(AssertionError):
-    """Analytic and finite-difference derivatives disagree."""
+    """Analytic and finite-difference derivatives disagree.
+
+    >>> import flopgrad as fg
+    >>> x = fg.zeros(1, dtype=fg.float64, requires_grad=True)
+    >>> try:  # relu has a kink at 0: its analytic slope there is 0, the numeric one 0.5
+    ...     fg.gradcheck(lambda x: x.relu(), (x,))
+    ... except fg.GradcheckError as err:
+    ...     print(err)
+    gradcheck (vjp): d output[0] / d input 0[0]: analytic 0.0, numeric 0.5 (atol=1e-05, rtol=0.001)
+    """
 
 
 def _flat_outputs(fn, args) -> np.ndarray:
@@ -734,6 +757,11 @@ class FunctionCtx:
     """What a Function's forward and backward share: saved arrays and any attributes.
 
     `needs_input_grad[i]` says whether input i requires a gradient.
+
+    >>> import flopgrad as fg
+    >>> ctx = fg.FunctionCtx((fg.ones(2, requires_grad=True), 3.0))
+    >>> ctx.needs_input_grad
+    (True, False)
     """
 
     def __init__(self, inputs: tuple = ()):
@@ -745,7 +773,14 @@ class FunctionCtx:
     def save_for_backward(self, *arrays) -> None:
         """Keep arrays for backward. An input (or the output) whose values are saved is
         watched: modifying it in place before backward makes backward raise instead of
-        silently using the new values."""
+        silently using the new values.
+
+        >>> import flopgrad as fg, numpy as np
+        >>> ctx = fg.FunctionCtx()
+        >>> ctx.save_for_backward(np.ones(2), np.zeros(3))
+        >>> [a.shape for a in ctx.saved_tensors]
+        [(2,), (3,)]
+        """
         self.saved_tensors = arrays
         self._watched = []
         for k, t in enumerate(self._inputs):
@@ -791,10 +826,26 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args):
+        """Compute the output from NumPy arrays; every subclass defines it.
+
+        >>> import flopgrad as fg, numpy as np
+        >>> fg.Function.forward(fg.FunctionCtx(), np.ones(2))
+        Traceback (most recent call last):
+            ...
+        NotImplementedError: Function subclasses define forward(ctx, *arrays)
+        """
         raise NotImplementedError("Function subclasses define forward(ctx, *arrays)")
 
     @staticmethod
     def backward(ctx, grad):
+        """One gradient per input from the output's gradient; every subclass defines it.
+
+        >>> import flopgrad as fg
+        >>> fg.Function.backward(fg.FunctionCtx(), fg.ones(2))
+        Traceback (most recent call last):
+            ...
+        NotImplementedError: Function subclasses define backward(ctx, grad)
+        """
         raise NotImplementedError("Function subclasses define backward(ctx, grad)")
 
     @classmethod
@@ -844,7 +895,19 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        """Run the op on Tensors (or constants) and record it for backward."""
+        """Run the op on Tensors (or constants) and record it for backward.
+
+        >>> import flopgrad as fg
+        >>> class Double(fg.Function):
+        ...     @staticmethod
+        ...     def forward(ctx, x):
+        ...         return 2 * x
+        ...     @staticmethod
+        ...     def backward(ctx, g):
+        ...         return 2 * g
+        >>> Double.apply(fg.tensor([1.0, 2.0])).tolist()
+        [2.0, 4.0]
+        """
         if cls.__dict__.get("_op") is None:
             cls._op = cls._make_op()
         ctx = FunctionCtx(args)

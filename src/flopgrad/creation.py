@@ -23,7 +23,14 @@ def manual_seed(seed: int) -> None:
 
 
 def generator() -> np.random.Generator:
-    """The global NumPy generator behind flopgrad's randomness."""
+    """The global NumPy generator behind flopgrad's randomness.
+
+    >>> import flopgrad as fg
+    >>> from flopgrad.creation import generator
+    >>> fg.manual_seed(0); a = generator().random(); fg.manual_seed(0)
+    >>> generator().random() == a
+    True
+    """
     return _rng
 
 
@@ -103,25 +110,45 @@ def from_numpy(arr: np.ndarray) -> Tensor:
 
 
 def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Zeros of the given shape (float32 by default). `fg.zeros(2, 3)`."""
+    """Zeros of the given shape (float32 by default). `fg.zeros(2, 3)`.
+
+    >>> import flopgrad as fg
+    >>> fg.zeros(2, 3).shape, fg.zeros(2).tolist()
+    ((2, 3), [0.0, 0.0])
+    """
     shape, dt = _shape_arg(size), _float(dtype)
     return _factory(shape, dt, requires_grad, device, lambda: np.zeros(shape, dt))
 
 
 def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Ones of the given shape. `fg.ones(2, 3)`."""
+    """Ones of the given shape. `fg.ones(2, 3)`.
+
+    >>> import flopgrad as fg
+    >>> fg.ones(2, dtype="int64").tolist()
+    [1, 1]
+    """
     shape, dt = _shape_arg(size), _float(dtype)
     return _factory(shape, dt, requires_grad, device, lambda: np.ones(shape, dt))
 
 
 def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Uninitialised values of the given shape. `fg.empty(4)`."""
+    """Uninitialised values of the given shape. `fg.empty(4)`.
+
+    >>> import flopgrad as fg
+    >>> fg.empty(2, 3).shape
+    (2, 3)
+    """
     shape, dt = _shape_arg(size), _float(dtype)
     return _factory(shape, dt, requires_grad, device, lambda: np.empty(shape, dt))
 
 
 def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """`fill_value` everywhere; the dtype follows the value as in PyTorch. `fg.full((2,), 7)`."""
+    """`fill_value` everywhere; the dtype follows the value as in PyTorch. `fg.full((2,), 7)`.
+
+    >>> import flopgrad as fg
+    >>> fg.full((2,), 7).tolist(), fg.full(2, 0.5).dtype
+    ([7, 7], dtype('float32'))
+    """
     if dtype is None:
         dtype = np.bool_ if isinstance(fill_value, bool) else (
             np.int64 if isinstance(fill_value, int) else np.float32)
@@ -131,7 +158,12 @@ def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None)
 
 def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False,
            device=None) -> Tensor:
-    """Evenly spaced values in [start, end); int64 for integer arguments. `fg.arange(5)`."""
+    """Evenly spaced values in [start, end); int64 for integer arguments. `fg.arange(5)`.
+
+    >>> import flopgrad as fg
+    >>> fg.arange(5).tolist(), fg.arange(0, 1, 0.25).tolist()
+    ([0, 1, 2, 3, 4], [0.0, 0.25, 0.5, 0.75])
+    """
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -144,7 +176,12 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False,
 
 def linspace(start, end, steps: int, dtype=None, requires_grad: bool = False,
              device=None) -> Tensor:
-    """`steps` evenly spaced values from start to end inclusive. `fg.linspace(0, 1, 5)`."""
+    """`steps` evenly spaced values from start to end inclusive. `fg.linspace(0, 1, 5)`.
+
+    >>> import flopgrad as fg
+    >>> fg.linspace(0, 1, 5).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
     dt = _float(dtype)
     return _factory((steps,), dt, requires_grad, device,
                     lambda: np.linspace(start, end, steps, dtype=dt))
@@ -152,28 +189,51 @@ def linspace(start, end, steps: int, dtype=None, requires_grad: bool = False,
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False,
         device=None) -> Tensor:
-    """Identity matrix. `fg.eye(3)`."""
+    """Identity matrix. `fg.eye(3)`.
+
+    >>> import flopgrad as fg
+    >>> fg.eye(2).tolist(), fg.eye(2, 3).shape
+    ([[1.0, 0.0], [0.0, 1.0]], (2, 3))
+    """
     dt = _float(dtype)
     return _factory((n, n if m is None else m), dt, requires_grad, device,
                     lambda: np.eye(n, m, dtype=dt))
 
 
 def rand(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Uniform samples in [0, 1). `fg.rand(2, 3)`."""
+    """Uniform samples in [0, 1). `fg.rand(2, 3)`.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0); x = fg.rand(2, 3)
+    >>> x.shape, bool(((x >= 0) & (x < 1)).all())
+    ((2, 3), True)
+    """
     shape, dt = _shape_arg(size), _float(dtype)
     return _factory(shape, dt, requires_grad, device,
                     lambda: _rng.random(shape, dtype=np.float64).astype(dt))
 
 
 def randn(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Standard normal samples. `fg.randn(2, 3)`."""
+    """Standard normal samples. `fg.randn(2, 3)`.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.randn(2, 3).shape, fg.randn(2, dtype="float64").dtype
+    ((2, 3), dtype('float64'))
+    """
     shape, dt = _shape_arg(size), _float(dtype)
     return _factory(shape, dt, requires_grad, device,
                     lambda: _rng.standard_normal(shape).astype(dt))
 
 
 def randint(low: int, high: int | None = None, size=(), dtype=None, device=None) -> Tensor:
-    """Integers in [low, high) (int64). `fg.randint(0, 10, (3,))`."""
+    """Integers in [low, high) (int64). `fg.randint(0, 10, (3,))`.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0); x = fg.randint(0, 10, (3,))
+    >>> x.shape, x.dtype, bool(((x >= 0) & (x < 10)).all())
+    ((3,), dtype('int64'), True)
+    """
     if high is None:
         low, high = 0, low
     shape, dt = tuple(size), as_dtype(dtype) or np.dtype(np.int64)
@@ -188,44 +248,82 @@ def _like(x: Tensor, dtype, device):
 
 
 def zeros_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Zeros with x's shape and dtype."""
+    """Zeros with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.zeros_like(fg.tensor([1, 2])).tolist()
+    [0, 0]
+    """
     shape, dt, device = _like(x, dtype, device)
     return zeros(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def ones_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Ones with x's shape and dtype."""
+    """Ones with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.ones_like(fg.zeros(2, 2)).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
     shape, dt, device = _like(x, dtype, device)
     return ones(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def empty_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Uninitialised values with x's shape and dtype."""
+    """Uninitialised values with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.empty_like(fg.zeros(2, 3), dtype="int64").shape
+    (2, 3)
+    """
     shape, dt, device = _like(x, dtype, device)
     return empty(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def full_like(x: Tensor, fill_value, dtype=None, requires_grad: bool = False,
               device=None) -> Tensor:
-    """`fill_value` with x's shape and dtype."""
+    """`fill_value` with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.full_like(fg.zeros(2), 3).tolist()
+    [3.0, 3.0]
+    """
     shape, dt, device = _like(x, dtype, device)
     return full(shape, fill_value, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def rand_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Uniform samples with x's shape and dtype."""
+    """Uniform samples with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.rand_like(fg.zeros(2, 3, dtype="float64")).dtype
+    dtype('float64')
+    """
     shape, dt, device = _like(x, dtype, device)
     return rand(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def randn_like(x: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Normal samples with x's shape and dtype."""
+    """Normal samples with x's shape and dtype.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.randn_like(fg.zeros(2, 3)).shape
+    (2, 3)
+    """
     shape, dt, device = _like(x, dtype, device)
     return randn(*shape, dtype=dt, requires_grad=requires_grad, device=device)
 
 
 def randint_like(x: Tensor, low: int, high: int | None = None, dtype=None,
                  device=None) -> Tensor:
-    """Integers in [low, high) with x's shape."""
+    """Integers in [low, high) with x's shape.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0); x = fg.randint_like(fg.zeros(4), 0, 5)
+    >>> x.shape, x.dtype
+    ((4,), dtype('int64'))
+    """
     shape, _, device = _like(x, None, device)
     return randint(low, high, shape, dtype=dtype or np.int64, device=device)

@@ -29,7 +29,13 @@ __all__ = ["TensorDataset", "DataLoader", "digits", "mnist", "text", "TextDatase
 
 
 class TensorDataset:
-    """Aligned arrays: item i is (a[i], b[i], ...)."""
+    """Aligned arrays: item i is (a[i], b[i], ...).
+
+    >>> import flopgrad as fg
+    >>> ds = fg.data.TensorDataset(fg.arange(6).reshape(3, 2), fg.tensor([7, 8, 9]))
+    >>> len(ds), [a.tolist() for a in ds[1]]
+    (3, [[2, 3], 8])
+    """
 
     def __init__(self, *arrays):
         arrays = tuple(a._data if isinstance(a, Tensor) else np.asarray(a) for a in arrays)
@@ -51,7 +57,13 @@ class TensorDataset:
 
 class DataLoader:
     """Mini-batches of a dataset as Tensors, optionally shuffled with a seed (each epoch
-    reshuffles from the seeded generator, so a run is reproducible)."""
+    reshuffles from the seeded generator, so a run is reproducible).
+
+    >>> import flopgrad as fg
+    >>> loader = fg.data.DataLoader(fg.data.TensorDataset(fg.arange(10)), batch_size=4)
+    >>> len(loader), [x.tolist() for (x,) in loader]
+    (3, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]])
+    """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
                  seed: int | None = None, drop_last: bool = False):
@@ -85,7 +97,13 @@ def _split(x: np.ndarray, y: np.ndarray, train: bool, test_fraction: float, seed
 def digits(train: bool = True, test_fraction: float = 0.2, seed: int = 0,
            image: bool = False) -> TensorDataset:
     """scikit-learn's 8x8 digits scaled to [0, 1]: (N, 64) float32, or (N, 1, 8, 8) with
-    image=True; labels int64. A fixed seeded split gives disjoint train and test sets."""
+    image=True; labels int64. A fixed seeded split gives disjoint train and test sets.
+
+    >>> import flopgrad as fg
+    >>> test = fg.data.digits(train=False, image=True)
+    >>> len(test), test[0][0].shape, test[0][1].dtype
+    (359, (1, 8, 8), dtype('int64'))
+    """
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
@@ -119,7 +137,16 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def mnist(path: str | os.PathLike, train: bool = True, image: bool = True) -> TensorDataset:
     """MNIST from a folder of IDX files (optionally .gz) or an .npz with x_train, y_train,
-    x_test, y_test. Images scaled to [0, 1] as (N, 1, 28, 28) float32 (or (N, 784))."""
+    x_test, y_test. Images scaled to [0, 1] as (N, 1, 28, 28) float32 (or (N, 784)).
+
+    >>> import flopgrad as fg, numpy as np, os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "mnist.npz")
+    ...     np.savez(path, x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.arange(5),
+    ...              x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.arange(2))
+    ...     fg.data.mnist(path).arrays[0].shape, len(fg.data.mnist(path, train=False))
+    ((5, 1, 28, 28), 2)
+    """
     p = Path(path)
     if p.suffix == ".npz" and p.is_file():
         with np.load(p) as f:
@@ -150,7 +177,13 @@ def mnist(path: str | os.PathLike, train: bool = True, image: bool = True) -> Te
 
 
 class TextDataset:
-    """Character-level language modelling: item i is (tokens[i:i+ctx], tokens[i+1:i+ctx+1])."""
+    """Character-level language modelling: item i is (tokens[i:i+ctx], tokens[i+1:i+ctx+1]).
+
+    >>> import flopgrad as fg
+    >>> ds = fg.data.TextDataset("hello", ctx=2)
+    >>> ds.vocab, len(ds), [a.tolist() for a in ds[0]]
+    (['e', 'h', 'l', 'o'], 3, [[[1, 0]], [[0, 2]]])
+    """
 
     def __init__(self, text_: str, ctx: int, vocab: list[str] | None = None):
         if len(text_) <= ctx:
@@ -174,11 +207,21 @@ class TextDataset:
         return windows[:, :-1], windows[:, 1:]
 
     def encode(self, s: str) -> list[int]:
-        """Characters to token ids."""
+        """Characters to token ids.
+
+        >>> import flopgrad as fg
+        >>> fg.data.TextDataset("hello", ctx=2).encode("hole")
+        [1, 3, 2, 0]
+        """
         return [self.stoi[c] for c in s]
 
     def decode(self, ids) -> str:
-        """Token ids to characters."""
+        """Token ids to characters.
+
+        >>> import flopgrad as fg
+        >>> fg.data.TextDataset("hello", ctx=2).decode([1, 3, 2, 0])
+        'hole'
+        """
         return "".join(self.vocab[int(i)] for i in ids)
 
 
@@ -202,7 +245,13 @@ def _stdlib_corpus(max_chars: int) -> str:
 def text(path: str | os.PathLike | None = None, ctx: int = 64,
          max_chars: int = 200_000) -> TextDataset:
     """A character-level dataset of `path` (UTF-8 text), or by default of Python standard
-    library source files, which every Python install has."""
+    library source files, which every Python install has.
+
+    >>> import flopgrad as fg
+    >>> ds = fg.data.text(ctx=8, max_chars=1000)
+    >>> len(ds), [x.shape for x in ds[0]]
+    (992, [(1, 8), (1, 8)])
+    """
     if path is None:
         corpus = _stdlib_corpus(max_chars)
     else:

@@ -7,7 +7,15 @@ import tempfile
 
 
 def write_atomic_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write data to path so that readers see the old file or the new one, never half."""
+    """Write data to path so that readers see the old file or the new one, never half.
+
+    >>> import os, tempfile
+    >>> from flopgrad.files import write_atomic_bytes
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_atomic_bytes(os.path.join(tmp, "b.bin"), b"flop")
+    ...     os.path.getsize(os.path.join(tmp, "b.bin")), os.listdir(tmp)
+    (4, ['b.bin'])
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -26,5 +34,14 @@ def write_atomic_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text atomically (see write_atomic_bytes)."""
+    """Write text atomically (see write_atomic_bytes).
+
+    >>> import os, tempfile
+    >>> from flopgrad.files import write_atomic
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_atomic(os.path.join(tmp, "a.txt"), "héllo")
+    ...     with open(os.path.join(tmp, "a.txt"), encoding="utf-8") as f:
+    ...         f.read()
+    'héllo'
+    """
     write_atomic_bytes(path, text.encode("utf-8"))

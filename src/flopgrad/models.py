@@ -25,7 +25,14 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.Si
 
 class MLP(nn.Module):
     """Fully connected layers `sizes[0] -> sizes[1] -> ... -> sizes[-1]` with an activation
-    between them (none after the last). Layers are named fc1, fc2, ... in the bill."""
+    between them (none after the last). Layers are named fc1, fc2, ... in the bill.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> mlp = fg.models.MLP([64, 32, 10])
+    >>> mlp(fg.ones(5, 64)).shape, [name for name, _ in mlp.named_children()]
+    ((5, 10), ['fc1', 'act1', 'fc2'])
+    """
 
     def __init__(self, sizes, activation: str = "relu", dtype=None):
         super().__init__()
@@ -43,6 +50,7 @@ class MLP(nn.Module):
                 setattr(self, f"act{k + 1}", _ACTIVATIONS[activation]())
 
     def forward(self, x):
+        """Logits of x, shape (..., sizes[-1])."""
         for k in range(self.n_layers):
             x = getattr(self, f"fc{k + 1}")(x)
             if k < self.n_layers - 1:
@@ -52,7 +60,13 @@ class MLP(nn.Module):
 
 class CNN(nn.Module):
     """LeNet-like: two conv(3x3, padding 1) + ReLU + 2x2 max-pool stages, then two linear
-    layers. For 8x8 digits (image_size=8) or 28x28 MNIST (image_size=28)."""
+    layers. For 8x8 digits (image_size=8) or 28x28 MNIST (image_size=28).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.models.CNN(image_size=8)(fg.ones(2, 1, 8, 8)).shape
+    (2, 10)
+    """
 
     def __init__(self, image_size: int = 8, channels=(16, 32), hidden: int = 64,
                  classes: int = 10, in_channels: int = 1):
@@ -69,6 +83,7 @@ class CNN(nn.Module):
         self.fc2 = nn.Linear(hidden, classes)
 
     def forward(self, x):
+        """Logits of images x of shape (N, in_channels, image_size, image_size)."""
         x = self.pool1(F.relu(self.conv1(x)))
         x = self.pool2(F.relu(self.conv2(x)))
         return self.fc2(F.relu(self.fc1(self.flatten(x))))
@@ -76,7 +91,13 @@ class CNN(nn.Module):
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Shape of a GPT: layers, heads, width, context, vocabulary and options."""
+    """Shape of a GPT: layers, heads, width, context, vocabulary and options.
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> cfg.d_model // cfg.n_head, cfg.tied_embeddings
+    (8, True)
+    """
 
     n_layer: int = 12
     n_head: int = 12
@@ -99,13 +120,25 @@ class GPTConfig:
 
     @staticmethod
     def preset(name: str, **overrides) -> GPTConfig:
-        """A named configuration ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", ...)."""
+        """A named configuration ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", ...).
+
+        >>> import flopgrad as fg
+        >>> cfg = fg.models.GPTConfig.preset("gpt2", ctx=256)
+        >>> cfg.n_layer, cfg.d_model, cfg.ctx
+        (12, 768, 256)
+        """
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
         return replace(PRESETS[name], **overrides)
 
     def num_params(self) -> int:
-        """Parameter count from the shapes alone (tied embeddings counted once)."""
+        """Parameter count from the shapes alone (tied embeddings counted once).
+
+        >>> import flopgrad as fg
+        >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+        >>> cfg.num_params()
+        7232
+        """
         d, b = self.d_model, int(self.bias)
         per_layer = (2 * d + 2 * d * b  # two layer norms
                      + 3 * d * d + 3 * d * b + d * d + d * b  # attention
@@ -116,6 +149,13 @@ class GPTConfig:
         return total
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict.
+
+        >>> import flopgrad as fg
+        >>> d = fg.models.GPTConfig(n_layer=1, n_head=1, d_model=4, ctx=2, vocab=3).to_dict()
+        >>> d["n_layer"], d["vocab"], d["dropout"], len(d)
+        (1, 3, 0.0, 8)
+        """
         return asdict(self)
 
 
@@ -128,7 +168,14 @@ PRESETS: dict[str, GPTConfig] = {
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention: one qkv projection, SDPA, output projection."""
+    """Multi-head causal self-attention: one qkv projection, SDPA, output projection.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> fg.models.CausalSelfAttention(cfg)(fg.ones(2, 4, 16)).shape
+    (2, 4, 16)
+    """
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -138,6 +185,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x):
+        """Attention output of x of shape (batch, seq, d_model), same shape."""
         b, t, d = x.shape
         q, k, v = self.c_attn(x).split(d, dim=2)
         shape = (b, t, self.n_head, d // self.n_head)
@@ -149,7 +197,14 @@ class CausalSelfAttention(nn.Module):
 
 
 class GPTMLP(nn.Module):
-    """d -> 4d -> GELU (tanh form, as GPT-2) -> d."""
+    """d -> 4d -> GELU (tanh form, as GPT-2) -> d.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> fg.models.GPTMLP(cfg)(fg.ones(2, 4, 16)).shape
+    (2, 4, 16)
+    """
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -158,12 +213,20 @@ class GPTMLP(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x):
+        """c_proj(gelu(c_fc(x))), with dropout in training."""
         return F.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")), self.dropout,
                          self.training)
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> fg.models.Block(cfg)(fg.ones(2, 4, 16)).shape
+    (2, 4, 16)
+    """
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -173,12 +236,22 @@ class Block(nn.Module):
         self.mlp = GPTMLP(cfg)
 
     def forward(self, x):
+        """The block applied to x of shape (batch, seq, d_model)."""
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """GPT-2 style language model. forward(idx) -> logits; with targets also the loss."""
+    """GPT-2 style language model. forward(idx) -> logits; with targets also the loss.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> model, idx = fg.models.GPT(cfg), fg.tensor([[1, 2, 3, 4]])
+    >>> logits, loss = model(idx, targets=idx)
+    >>> logits.shape, loss.shape, model.num_parameters() == cfg.num_params()
+    ((1, 4, 32), (), True)
+    """
 
     def __init__(self, cfg: GPTConfig | None = None):
         super().__init__()
@@ -204,6 +277,7 @@ class GPT(nn.Module):
                 init.normal_(p, 0.0, 0.02)
 
     def forward(self, idx, targets=None):
+        """Logits (batch, seq, vocab) of token ids idx; (logits, loss) with targets."""
         b, t = idx.shape
         if t > self.cfg.ctx:
             raise ValueError(f"GPT: sequence length {t} exceeds ctx {self.cfg.ctx}")

@@ -30,7 +30,14 @@ def _writable(t: Tensor) -> Tensor:
 
 
 class Optimizer:
-    """Base class: parameter groups with hyper-parameters, per-parameter state."""
+    """Base class: parameter groups with hyper-parameters, per-parameter state.
+
+    >>> import flopgrad as fg
+    >>> a, b = fg.nn.Parameter(fg.ones(1)), fg.nn.Parameter(fg.ones(1))
+    >>> opt = fg.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    >>> isinstance(opt, fg.optim.Optimizer), [g["lr"] for g in opt.param_groups]
+    (True, [0.1, 0.5])
+    """
 
     def __init__(self, params: Iterable, defaults: dict):
         params = list(params)
@@ -48,7 +55,14 @@ class Optimizer:
         self.state: dict[int, dict] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget every parameter's gradient (or zero it in place)."""
+        """Forget every parameter's gradient (or zero it in place).
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+        >>> opt = fg.optim.SGD([w], lr=0.1)
+        >>> w.grad = fg.tensor([2.0]); opt.zero_grad(); w.grad is None
+        True
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
@@ -57,7 +71,14 @@ class Optimizer:
                     p.grad._data = zeros_like(p.grad._data)
 
     def step(self) -> None:
-        """Update every parameter that has a gradient."""
+        """Update every parameter that has a gradient.
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+        >>> opt = fg.optim.SGD([w], lr=0.5)
+        >>> w.grad = fg.tensor([1.0]); opt.step(); w.tolist()
+        [0.5]
+        """
         with no_grad(), phase("optimizer"), scope("optimizer"):
             for group in self.param_groups:
                 for p in group["params"]:
@@ -69,7 +90,14 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Hyper-parameters and per-parameter state, parameters referred to by position."""
+        """Hyper-parameters and per-parameter state, parameters referred to by position.
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+        >>> opt = fg.optim.Adam([w], lr=0.1)
+        >>> w.grad = fg.tensor([1.0]); opt.step(); opt.state_dict()["state"][0]["step"]
+        1
+        """
         index = {}
         groups = []
         for group in self.param_groups:
@@ -82,7 +110,14 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what state_dict() returned (for the same parameters in the same order)."""
+        """Restore what state_dict() returned (for the same parameters in the same order).
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+        >>> old, new = fg.optim.Adam([w], lr=0.1), fg.optim.Adam([w], lr=0.5)
+        >>> new.load_state_dict(old.state_dict()); new.param_groups[0]["lr"]
+        0.1
+        """
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups) or any(
                 len(a["params"]) != len(b["params"]) for a, b in
@@ -108,7 +143,16 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
+
+    >>> import flopgrad as fg
+    >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+    >>> opt = fg.optim.SGD([w], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     w.grad = fg.tensor([1.0]); opt.step()
+    >>> w.tolist()  # 1 - 0.1 * 1 - 0.1 * (0.9 + 1)
+    [0.7099999785423279]
+    """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -132,7 +176,14 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (L2 weight decay added to the gradient)."""
+    """Adam (L2 weight decay added to the gradient).
+
+    >>> import flopgrad as fg
+    >>> w = fg.nn.Parameter(fg.tensor([2.0]))
+    >>> opt = fg.optim.Adam([w], lr=0.1)
+    >>> w.grad = fg.tensor([-3.0]); opt.step(); w.tolist()  # a first step moves by lr
+    [2.0999999046325684]
+    """
 
     decoupled = False
 
@@ -165,7 +216,14 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (p -= lr * wd * p before the Adam step)."""
+    """Adam with decoupled weight decay (p -= lr * wd * p before the Adam step).
+
+    >>> import flopgrad as fg
+    >>> w = fg.nn.Parameter(fg.tensor([1.0]))
+    >>> opt = fg.optim.AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> w.grad = fg.tensor([0.0]); opt.step(); w.tolist()  # 1 - 0.1 * 0.5
+    [0.949999988079071]
+    """
 
     decoupled = True
 
@@ -184,6 +242,7 @@ class _Scheduler:
         self._apply()
 
     def factor(self, step: int) -> float:
+        """The multiplier of the base learning rates at `step` (subclasses define it)."""
         raise NotImplementedError
 
     def _apply(self) -> None:
@@ -192,35 +251,82 @@ class _Scheduler:
             g["lr"] = base * f
 
     def step(self) -> None:
-        """Advance one step (call after optimizer.step())."""
+        """Advance one step (call after optimizer.step()).
+
+        >>> import flopgrad as fg
+        >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+        >>> sched = fg.optim.StepLR(opt, step_size=1, gamma=0.5)
+        >>> sched.step(); sched.get_last_lr()
+        [0.5]
+        """
         self.last_epoch += 1
         self._apply()
 
     def get_last_lr(self) -> list[float]:
-        """The current learning rate of every group."""
+        """The current learning rate of every group.
+
+        >>> import flopgrad as fg
+        >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+        >>> fg.optim.StepLR(opt, step_size=1, gamma=0.5).get_last_lr()
+        [1.0]
+        """
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
+        """The step count and base learning rates.
+
+        >>> import flopgrad as fg
+        >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+        >>> sched = fg.optim.StepLR(opt, step_size=1)
+        >>> sched.step(); sched.state_dict()
+        {'last_epoch': 1, 'base_lrs': [1.0]}
+        """
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict() returned, and set the learning rates to match.
+
+        >>> import flopgrad as fg
+        >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+        >>> sched = fg.optim.StepLR(opt, step_size=1, gamma=0.5)
+        >>> sched.load_state_dict({"last_epoch": 2, "base_lrs": [1.0]})
+        >>> sched.get_last_lr()
+        [0.25]
+        """
         self.last_epoch, self.base_lrs = state["last_epoch"], list(state["base_lrs"])
         self._apply()
 
 
 class LambdaLR(_Scheduler):
-    """lr = base_lr * lr_lambda(step)."""
+    """lr = base_lr * lr_lambda(step).
+
+    >>> import flopgrad as fg
+    >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+    >>> sched = fg.optim.LambdaLR(opt, lambda step: 1 / (step + 1))
+    >>> sched.step(); sched.get_last_lr()
+    [0.5]
+    """
 
     def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float]):
         self.lr_lambda = lr_lambda
         super().__init__(optimizer)
 
     def factor(self, step: int) -> float:
+        """lr_lambda(step)."""
         return self.lr_lambda(step)
 
 
 class StepLR(_Scheduler):
-    """lr = base_lr * gamma ** (step // step_size)."""
+    """lr = base_lr * gamma ** (step // step_size).
+
+    >>> import flopgrad as fg
+    >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+    >>> sched, lrs = fg.optim.StepLR(opt, step_size=2, gamma=0.5), []
+    >>> for _ in range(4):
+    ...     lrs.append(sched.get_last_lr()[0]); sched.step()
+    >>> lrs
+    [1.0, 1.0, 0.5, 0.5]
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
         if step_size <= 0:
@@ -229,12 +335,18 @@ class StepLR(_Scheduler):
         super().__init__(optimizer)
 
     def factor(self, step: int) -> float:
+        """gamma ** (step // step_size)."""
         return self.gamma ** (step // self.step_size)
 
 
 def cosine_warmup(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.0
                   ) -> float:
-    """Linear warm-up to 1 over warmup_steps, then cosine decay to min_factor at total_steps."""
+    """Linear warm-up to 1 over warmup_steps, then cosine decay to min_factor at total_steps.
+
+    >>> import flopgrad as fg
+    >>> [fg.optim.cosine_warmup(s, warmup_steps=2, total_steps=10) for s in (0, 1, 6, 10)]
+    [0.5, 1.0, 0.5, 0.0]
+    """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
@@ -242,7 +354,14 @@ def cosine_warmup(step: int, warmup_steps: int, total_steps: int, min_factor: fl
 
 
 class CosineWarmupLR(_Scheduler):
-    """Linear warm-up then cosine decay (see cosine_warmup)."""
+    """Linear warm-up then cosine decay (see cosine_warmup).
+
+    >>> import flopgrad as fg
+    >>> opt = fg.optim.SGD([fg.nn.Parameter(fg.ones(1))], lr=1.0)
+    >>> sched = fg.optim.CosineWarmupLR(opt, warmup_steps=2, total_steps=10)
+    >>> sched.get_last_lr(), sched.factor(6)
+    ([0.5], 0.5)
+    """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
                  min_factor: float = 0.0):
@@ -253,4 +372,5 @@ class CosineWarmupLR(_Scheduler):
         super().__init__(optimizer)
 
     def factor(self, step: int) -> float:
+        """cosine_warmup(step, warmup_steps, total_steps, min_factor)."""
         return cosine_warmup(step, self.warmup_steps, self.total_steps, self.min_factor)

@@ -24,7 +24,13 @@ __all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config"]
 
 @dataclass(frozen=True)
 class GPU:
-    """Dense (no sparsity) 16-bit tensor-core peak and memory of one accelerator."""
+    """Dense (no sparsity) 16-bit tensor-core peak and memory of one accelerator.
+
+    >>> import flopgrad as fg
+    >>> h100 = fg.planning.GPUS["h100"]
+    >>> h100.name, h100.peak_flops / 1e12, h100.memory_bytes / 1e9
+    ('NVIDIA H100 SXM', 989.0, 80.0)
+    """
 
     name: str
     peak_flops: float  # FLOP/s, dense BF16/FP16
@@ -64,7 +70,12 @@ PLANNING_PRESETS: dict[str, GPTConfig] = {
 
 
 def model_config(model) -> GPTConfig:
-    """A GPTConfig from a preset name or a GPTConfig (unknown names list the known ones)."""
+    """A GPTConfig from a preset name or a GPTConfig (unknown names list the known ones).
+
+    >>> import flopgrad as fg
+    >>> fg.planning.model_config("llama-7b-style").num_params()
+    6721638400
+    """
     if isinstance(model, GPTConfig):
         return model
     if model not in PLANNING_PRESETS:
@@ -74,7 +85,14 @@ def model_config(model) -> GPTConfig:
 
 
 def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> tuple[Bill, GPT]:
-    """The exact bill of one AdamW training step of a GPT, on meta tensors (no memory)."""
+    """The exact bill of one AdamW training step of a GPT, on meta tensors (no memory).
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> bill, model = fg.planning.step_bill(cfg, batch=2)
+    >>> bill.flops("forward", kind="tensor"), next(model.parameters()).is_meta
+    (229376, True)
+    """
     if batch <= 0:
         raise ValueError(f"batch must be positive, got {batch}")
     seq = cfg.ctx if seq is None else seq
@@ -91,7 +109,13 @@ def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> tuple[B
 
 @dataclass
 class Budget:
-    """What a training run costs."""
+    """What a training run costs.
+
+    >>> import flopgrad as fg
+    >>> b = fg.budget(params=1e9, tokens=2e10, gpu="a100", gpus=8, price_per_gpu_hour=2.0)
+    >>> b.flops, round(b.gpu_hours), round(b.cost), b.fits
+    (1.2e+20, 267, 534, True)
+    """
 
     params: int
     tokens: float
@@ -111,7 +135,12 @@ class Budget:
     warnings: list = field(default_factory=list)
 
     def summary(self) -> str:
-        """A few readable lines."""
+        """A few readable lines.
+
+        >>> import flopgrad as fg
+        >>> print(fg.budget(params=1e9, tokens=2e10).summary().splitlines()[0])
+        1,000,000,000 parameters x 2e+10 tokens: 1.2e+20 FLOPs (6e+09 per token, 6·N per token)
+        """
         cost = f", cost ${self.cost:,.0f}" if self.cost is not None else ""
         lines = [
             f"{self.params:,} parameters x {self.tokens:.4g} tokens: {self.flops:.4g} FLOPs "
@@ -143,6 +172,12 @@ def budget(params: float | None = None, tokens: float | None = None, model=None,
     FLOPs per token are counted exactly from one meta training step (forward + backward;
     the optimizer's per-step cost is excluded since it does not scale with tokens), and
     memory comes from the same bill.
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> b = fg.budget(model=cfg, tokens=1e6)
+    >>> b.params, b.flops_per_token, b.source
+    (7232, 49392.375, 'exact count of a 8-token training step')
     """
     _positive("tokens", tokens)
     if not 0 < mfu <= 1:
@@ -194,7 +229,14 @@ def budget(params: float | None = None, tokens: float | None = None, model=None,
 
 
 def formula_table(cfg: GPTConfig, bill: Bill, batch: int = 1) -> list[dict]:
-    """The published formulas for this configuration beside the counted FLOPs, per step."""
+    """The published formulas for this configuration beside the counted FLOPs, per step.
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> rows = fg.planning.formula_table(cfg, fg.planning.step_bill(cfg)[0])
+    >>> len(rows), rows[0]["formula"], rows[0]["value"], rows[0]["counted"]
+    (5, 'Kaplan C_forward (per step)', 102400, 114688)
+    """
     seq = cfg.ctx
     tokens = batch * seq
     d, L, h = cfg.d_model, cfg.n_layer, cfg.n_head

@@ -20,7 +20,12 @@ _UNITS = ("", "K", "M", "G", "T", "P", "E")
 
 
 def human(n: float) -> str:
-    """218368 -> '218.4K' (SI prefixes, four significant digits)."""
+    """218368 -> '218.4K' (SI prefixes, four significant digits).
+
+    >>> from flopgrad.report import human
+    >>> human(218368), human(2.5e9), human(999)
+    ('218.4K', '2.5G', '999')
+    """
     n = float(n)
     for unit in _UNITS:
         if abs(n) < 1000 or unit == _UNITS[-1]:
@@ -32,7 +37,12 @@ def human(n: float) -> str:
 
 
 def human_bytes(n: float) -> str:
-    """Bytes with binary prefixes: 1536 -> '1.5 KiB'."""
+    """Bytes with binary prefixes: 1536 -> '1.5 KiB'.
+
+    >>> from flopgrad.report import human_bytes
+    >>> human_bytes(1536), human_bytes(100), human_bytes(3 * 2**30)
+    ('1.5 KiB', '100 B', '3 GiB')
+    """
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
@@ -43,7 +53,12 @@ def human_bytes(n: float) -> str:
 
 @dataclass
 class Rule:
-    """One folklore claim checked on this run."""
+    """One folklore claim checked on this run.
+
+    >>> import flopgrad as fg
+    >>> print(fg.Rule("backward/forward FLOPs", 2.0, 2.0, True, "dW and dX both ran"))
+    backward/forward FLOPs: measured 2, folklore 2 (holds). dW and dX both ran
+    """
 
     name: str
     measured: float
@@ -59,7 +74,13 @@ class Rule:
 
 @dataclass
 class Row:
-    """One table line: FLOPs by phase and role, bytes and saved bytes."""
+    """One table line: FLOPs by phase and role, bytes and saved bytes.
+
+    >>> from flopgrad.report import Row
+    >>> row = Row("matmul", forward=48, backward_dw=48)
+    >>> row.backward_dx, row.total
+    (0, 96)
+    """
 
     key: str
     forward: int = 0
@@ -74,6 +95,12 @@ class Row:
 
     @property
     def total(self) -> int:
+        """FLOPs of every phase added up (tensor FLOPs are a part, not an addition).
+
+        >>> from flopgrad.report import Row
+        >>> Row("add", forward=6, optimizer=4, tensor=0).total
+        10
+        """
         return self.forward + self.backward_dx + self.backward_dw + self.recompute + self.optimizer
 
 
@@ -90,7 +117,15 @@ class Bill(Ledger):
 
     # ------------------------------------------------------------ tables
     def rows(self, by: str = "op", depth: int | None = None) -> list[Row]:
-        """Table rows grouped by "op", "scope" or "phase", largest total first."""
+        """Table rows grouped by "op", "scope" or "phase", largest total first.
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> [(r.key, r.forward, r.backward_dw, r.total) for r in bill.rows()]
+        [('matmul', 48, 48, 96), ('sum', 5, 0, 5)]
+        """
         if by not in ("op", "scope", "layer", "phase"):
             raise ValueError(
                 f"table: by must be 'op', 'scope', 'layer' or 'phase', got {by!r}")
@@ -150,6 +185,16 @@ class Bill(Ledger):
 
         by: "op", "scope" (module path, cut at `depth`), "layer" (like scope, with block
         numbers merged: blocks.*.attn) or "phase".
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> lines = bill.table(rules=False).splitlines()
+        >>> lines[2].split()[:6]
+        ['matmul', '48', '0', '48', '0', '96']
+        >>> lines[-2]
+        'tensor (matmul/conv) FLOPs 96 = 48 MACs; transcendentals 0'
         """
         rows = self.rows(by, depth)
         total = sum(r.total for r in rows) or 1
@@ -204,7 +249,15 @@ class Bill(Ledger):
 
     # ------------------------------------------------------------ rules of thumb
     def skipped_dx(self) -> list[dict]:
-        """Contractions whose input needed no gradient, so backward never computed its dX."""
+        """Contractions whose input needed no gradient, so backward never computed its dX.
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> bill.skipped_dx()
+        [{'op': 'matmul', 'slot': 0, 'scope': '', 'shape': (2, 4), 'flops': 48}]
+        """
         out = []
         for ev, c in zip(self.events, self.costs(), strict=True):
             if ev[L.PHASE] == "forward" and ev[L.SKIPPED] and c[0]:
@@ -214,7 +267,15 @@ class Bill(Ledger):
         return out
 
     def rules(self, params: int | None = None, tokens: int | None = None) -> list[Rule]:
-        """Check the seeds' rules of thumb on this run, each with the reason for any gap."""
+        """Check the seeds' rules of thumb on this run, each with the reason for any gap.
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> [(r.name, r.holds) for r in bill.rules()]
+        [('share of FLOPs in matmul', True), ('backward/forward FLOPs', False)]
+        """
         checks: list[Rule] = []
         fwd = self.flops("forward")
         bwd = self.flops("backward")
@@ -266,7 +327,15 @@ class Bill(Ledger):
 
     # ------------------------------------------------------------ exports
     def to_dict(self, events: bool = False) -> dict:
-        """Everything as exact integers: totals, rows by op/scope/phase, memory, rules."""
+        """Everything as exact integers: totals, rows by op/scope/phase, memory, rules.
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> bill.to_dict()["totals"]["all"]
+        {'all': 101, 'tensor': 96, 'other': 5, 'macs': 48, 'bytes': 236}
+        """
         totals = {}
         for ph in L.PHASES:
             totals[ph] = {k: self.flops(ph, kind=k) for k in L.KINDS}
@@ -298,7 +367,15 @@ class Bill(Ledger):
         return d
 
     def event_rows(self) -> list[dict]:
-        """One dict per executed primitive, in execution order."""
+        """One dict per executed primitive, in execution order.
+
+        >>> import flopgrad as fg
+        >>> W = fg.ones(4, 3, requires_grad=True)
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(2, 4) @ W).sum().backward()
+        >>> [(r["phase"], r["primitive"], r["tensor_flops"]) for r in bill.event_rows()][:3]
+        [('forward', 'matmul', 48), ('forward', 'sum', 0), ('backward', 'expand', 0)]
+        """
         out = []
         for k, (ev, c) in enumerate(zip(self.events, self.costs(), strict=True)):
             grad_of = ev[L.GRAD_OF] if ev[L.PHASE] == "backward" else None
@@ -314,11 +391,33 @@ class Bill(Ledger):
         return out
 
     def to_json(self, path: str | os.PathLike, events: bool = True) -> None:
-        """Write to_dict() as JSON, atomically."""
+        """Write to_dict() as JSON, atomically.
+
+        >>> import json
+        >>> import flopgrad as fg, os, tempfile
+        >>> with fg.profile() as bill:
+        ...     _ = fg.ones(2, 4) @ fg.ones(4, 3)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     bill.to_json(os.path.join(tmp, "bill.json"))
+        ...     with open(os.path.join(tmp, "bill.json")) as f:
+        ...         json.load(f)["totals"]["all"]["tensor"]
+        48
+        """
         write_atomic(path, json.dumps(self.to_dict(events=events), indent=1))
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write one CSV row per executed primitive, atomically."""
+        """Write one CSV row per executed primitive, atomically.
+
+        >>> import csv
+        >>> import flopgrad as fg, os, tempfile
+        >>> with fg.profile() as bill:
+        ...     _ = fg.ones(2, 4) @ fg.ones(4, 3)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     bill.to_csv(os.path.join(tmp, "bill.csv"))
+        ...     with open(os.path.join(tmp, "bill.csv")) as f:
+        ...         [(r["primitive"], r["tensor_flops"]) for r in csv.DictReader(f)]
+        [('matmul', '48')]
+        """
         rows = self.event_rows()
         buf = io.StringIO()
         fields = ["index", "phase", "primitive", "op", "slot", "role", "scope", "in_shapes",
@@ -332,7 +431,18 @@ class Bill(Ledger):
         write_atomic(path, buf.getvalue())
 
     def to_chrome_trace(self, path: str | os.PathLike) -> None:
-        """Write a trace for Perfetto / chrome://tracing: ops on a timeline, memory counters."""
+        """Write a trace for Perfetto / chrome://tracing: ops on a timeline, memory counters.
+
+        >>> import json
+        >>> import flopgrad as fg, os, tempfile
+        >>> with fg.profile() as bill:
+        ...     _ = fg.ones(2, 4) @ fg.ones(4, 3)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     bill.to_chrome_trace(os.path.join(tmp, "trace.json"))
+        ...     with open(os.path.join(tmp, "trace.json")) as f:
+        ...         [e["name"] for e in json.load(f)["traceEvents"] if e["ph"] == "X"]
+        ['matmul']
+        """
         tids = {ph: i + 1 for i, ph in enumerate(L.PHASES)}
         trace = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
                   "args": {"name": ph}} for ph, tid in tids.items()]

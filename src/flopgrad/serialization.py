@@ -68,6 +68,12 @@ def save(obj, path: str | os.PathLike) -> None:
 
     The file is written to a temporary name and renamed, so a crash never leaves a broken
     file in place.
+
+    >>> import flopgrad as fg, os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     fg.save({"w": fg.ones(2), "epoch": 3}, os.path.join(tmp, "ck.safetensors"))
+    ...     sorted(os.listdir(tmp))
+    ['ck.safetensors']
     """
     arrays: dict = {}
     tree = _flatten(obj, "", arrays)
@@ -86,7 +92,15 @@ def _metadata(blob: bytes) -> dict:
 
 
 def load(path: str | os.PathLike):
-    """Read what save() wrote (a plain safetensors file loads as a dict of tensors)."""
+    """Read what save() wrote (a plain safetensors file loads as a dict of tensors).
+
+    >>> import flopgrad as fg, os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "ck.safetensors")
+    ...     fg.save({"model": {"w": fg.ones(2)}, "epoch": 3}, path)
+    ...     fg.load(path)
+    {'model': {'w': tensor([1., 1.])}, 'epoch': 3}
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: {path} does not exist")

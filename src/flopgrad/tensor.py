@@ -26,7 +26,13 @@ _DEFAULT_FLOAT = np.dtype(np.float32)
 
 
 def as_dtype(dtype) -> np.dtype | None:
-    """Normalise a dtype given as a NumPy dtype, a type, or a name ("float32", "double")."""
+    """Normalise a dtype given as a NumPy dtype, a type, or a name ("float32", "double").
+
+    >>> import flopgrad as fg
+    >>> from flopgrad.tensor import as_dtype
+    >>> as_dtype("double"), as_dtype(float), as_dtype(None)
+    (dtype('float64'), dtype('float32'), None)
+    """
     if dtype is None:
         return None
     if isinstance(dtype, str):
@@ -99,62 +105,142 @@ class Tensor:
     # ------------------------------------------------------------ attributes
     @property
     def shape(self) -> tuple:
+        """The length of each dim, as a tuple.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3).shape
+        (2, 3)
+        """
         return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The element type (a NumPy dtype).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).dtype
+        dtype('int64')
+        """
         return self._data.dtype
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3).ndim
+        2
+        """
         return self._data.ndim
 
     def dim(self) -> int:
-        """Number of dimensions (PyTorch's name)."""
+        """Number of dimensions (PyTorch's name).
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3).dim()
+        2
+        """
         return self._data.ndim
 
     def size(self, dim: int | None = None):
-        """Shape, or the length of one dim: `x.size(0)`."""
+        """Shape, or the length of one dim: `x.size(0)`.
+
+        >>> import flopgrad as fg
+        >>> x = fg.zeros(2, 3)
+        >>> x.size(), x.size(0)
+        ((2, 3), 2)
+        """
         return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
-        """Number of elements."""
+        """Number of elements.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3).numel()
+        6
+        """
         return self._data.size
 
     @property
     def is_meta(self) -> bool:
-        """True for a meta tensor: shape and dtype only, no data."""
+        """True for a meta tensor: shape and dtype only, no data.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2).is_meta, fg.zeros(2, device="meta").is_meta
+        (False, True)
+        """
         return type(self._data) is MetaArray
 
     @property
     def device(self) -> str:
-        """"meta" for meta tensors, otherwise "cpu"."""
+        """"meta" for meta tensors, otherwise "cpu".
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2).device, fg.zeros(2).to("meta").device
+        ('cpu', 'meta')
+        """
         return "meta" if type(self._data) is MetaArray else "cpu"
 
     @property
     def is_leaf(self) -> bool:
+        """True unless the tensor was produced by a recorded (differentiable) op.
+
+        >>> import flopgrad as fg
+        >>> x = fg.ones(2, requires_grad=True)
+        >>> x.is_leaf, (x * 2).is_leaf
+        (True, False)
+        """
         return self._node is None
 
     @property
     def grad_fn(self):
+        """The graph node that produced this tensor (None for leaves).
+
+        >>> import flopgrad as fg
+        >>> x = fg.ones(2, requires_grad=True)
+        >>> x.grad_fn is None, (x * 2).grad_fn is None
+        (True, False)
+        """
         return self._node
 
     @property
     def data(self) -> Tensor:
-        """The same values, detached from the graph (shares memory, like PyTorch's `.data`)."""
+        """The same values, detached from the graph (shares memory, like PyTorch's `.data`).
+
+        >>> import flopgrad as fg
+        >>> fg.ones(2, requires_grad=True).data.requires_grad
+        False
+        """
         return self.detach()
 
     @property
     def T(self) -> Tensor:
+        """All dims in reverse order (the transpose of a matrix).
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3, 4).T.shape
+        (4, 3, 2)
+        """
         return self.permute(*reversed(range(self.ndim)))
 
     @property
     def mT(self) -> Tensor:
+        """The last two dims swapped (a batch of transposed matrices).
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(5, 2, 3).mT.shape
+        (5, 3, 2)
+        """
         return self.swapaxes(-1, -2)
 
     # ------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
-        """The underlying NumPy array (shared, not copied). Fails if the tensor needs grad."""
+        """The underlying NumPy array (shared, not copied). Fails if the tensor needs grad.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).numpy()
+        array([1., 2.], dtype=float32)
+        """
         if type(self._data) is MetaArray:
             raise no_data("numpy()")
         if self.requires_grad:
@@ -163,13 +249,23 @@ class Tensor:
         return self._data
 
     def item(self):
-        """The value of a one-element tensor as a Python number."""
+        """The value of a one-element tensor as a Python number.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([2.5]).item()
+        2.5
+        """
         if self._data.size != 1:
             raise ValueError(f"item(): tensor has {self._data.size} elements, not 1")
         return self._data.item()
 
     def tolist(self):
-        """Nested Python lists of the values."""
+        """Nested Python lists of the values.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1, 2], [3, 4]]).tolist()
+        [[1, 2], [3, 4]]
+        """
         return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
@@ -179,7 +275,13 @@ class Tensor:
         return arr.copy() if copy and arr is self._data else arr
 
     def detach(self) -> Tensor:
-        """A tensor sharing this one's values and version counter, outside the graph."""
+        """A tensor sharing this one's values and version counter, outside the graph.
+
+        >>> import flopgrad as fg
+        >>> x = fg.ones(2, requires_grad=True)
+        >>> (x * 2).detach().requires_grad
+        False
+        """
         t = Tensor.__new__(Tensor)
         t._data, t._node, t._tangent, t.grad = self._data, None, None, None
         t._version = self._version
@@ -187,7 +289,12 @@ class Tensor:
         return t
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        """Mark a leaf tensor as needing gradients (in place); returns self."""
+        """Mark a leaf tensor as needing gradients (in place); returns self.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2).requires_grad_().requires_grad
+        True
+        """
         if requires_grad and self._data.dtype.kind not in "fc":
             raise TypeError(
                 f"requires_grad=True needs a floating-point tensor, got dtype {self._data.dtype}; "
@@ -198,15 +305,34 @@ class Tensor:
         return self
 
     def clone(self) -> Tensor:
-        """A copy with its own memory; gradients flow back to the original."""
+        """A copy with its own memory; gradients flow back to the original.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, 2.0]); y = x.clone(); y[0] = 5.0
+        >>> x.tolist(), y.tolist()
+        ([1.0, 2.0], [5.0, 2.0])
+        """
         return self + 0 if self._data.dtype.kind != "b" else Tensor(self._data.copy())
 
     def contiguous(self) -> Tensor:
-        """Returns self: NumPy handles strides."""
+        """Returns self: NumPy handles strides.
+
+        >>> import flopgrad as fg
+        >>> x = fg.zeros(2, 3)
+        >>> x.contiguous() is x
+        True
+        """
         return self
 
     def to(self, dtype=None, device: str | None = None) -> Tensor:
-        """Cast to `dtype` (differentiable), or move to device "meta" (drops the data)."""
+        """Cast to `dtype` (differentiable), or move to device "meta" (drops the data).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).to("float64").dtype
+        dtype('float64')
+        >>> fg.zeros(2).to("meta").is_meta
+        True
+        """
         if isinstance(dtype, str) and dtype in ("cpu", "meta"):
             dtype, device = None, dtype
         if device not in (None, "cpu", "meta"):
@@ -223,31 +349,66 @@ class Tensor:
         return apply(O.CAST, (self,), (dt, self._data.dtype))
 
     def type(self, dtype) -> Tensor:
-        """Cast to `dtype`."""
+        """Cast to `dtype`.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.5, 2.5]).type("int32").tolist()
+        [1, 2]
+        """
         return self.to(dtype)
 
     def float(self) -> Tensor:
-        """Cast to float32."""
+        """Cast to float32.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).float().tolist()
+        [1.0, 2.0]
+        """
         return self.to(np.float32)
 
     def double(self) -> Tensor:
-        """Cast to float64."""
+        """Cast to float64.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).double().dtype
+        dtype('float64')
+        """
         return self.to(np.float64)
 
     def half(self) -> Tensor:
-        """Cast to float16."""
+        """Cast to float16.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0]).half().dtype
+        dtype('float16')
+        """
         return self.to(np.float16)
 
     def long(self) -> Tensor:
-        """Cast to int64."""
+        """Cast to int64.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.7, -1.7]).long().tolist()
+        [1, -1]
+        """
         return self.to(np.int64)
 
     def int(self) -> Tensor:
-        """Cast to int32."""
+        """Cast to int32.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.7]).int().dtype
+        dtype('int32')
+        """
         return self.to(np.int32)
 
     def bool(self) -> Tensor:
-        """Cast to bool."""
+        """Cast to bool.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0, 2.0]).bool().tolist()
+        [False, True]
+        """
         return self.to(np.bool_)
 
     def __repr__(self) -> str:
@@ -291,12 +452,25 @@ class Tensor:
     # ------------------------------------------------------------ autograd
     def backward(self, gradient=None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs=None) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (PyTorch semantics)."""
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (PyTorch semantics).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, 2.0], requires_grad=True)
+        >>> (3 * x).sum().backward()
+        >>> x.grad.tolist()
+        [3.0, 3.0]
+        """
         _autograd.backward(self, gradient, retain_graph=retain_graph,
                            create_graph=create_graph, inputs=inputs)
 
     def retain_grad(self) -> None:
-        """Not needed in flopgrad: use fg.grad(output, [tensor]) for non-leaf gradients."""
+        """Not needed in flopgrad: use fg.grad(output, [tensor]) for non-leaf gradients.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, 2.0], requires_grad=True); y = x * x
+        >>> fg.grad(y.sum(), [y])[0].tolist()
+        [1.0, 1.0]
+        """
         raise NotImplementedError(
             "retain_grad(): use fg.grad(loss, [tensor]) to get a non-leaf tensor's gradient")
 
@@ -320,27 +494,57 @@ class Tensor:
         return apply(O.ADD_, (self, other), (alpha,))
 
     def sub_(self, other, alpha: float = 1) -> Tensor:
-        """In-place `self -= alpha * other` (billed; no new memory)."""
+        """In-place `self -= alpha * other` (billed; no new memory).
+
+        >>> import flopgrad as fg
+        >>> fg.ones(2).sub_(fg.ones(2), alpha=2).tolist()
+        [-1.0, -1.0]
+        """
         return apply(O.SUB_, (self, other), (alpha,))
 
     def mul_(self, other) -> Tensor:
-        """In-place `self *= other` (billed; no new memory)."""
+        """In-place `self *= other` (billed; no new memory).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).mul_(3).tolist()
+        [3.0, 6.0]
+        """
         return apply(O.MUL_, (self, other))
 
     def div_(self, other) -> Tensor:
-        """In-place `self /= other` (billed; no new memory)."""
+        """In-place `self /= other` (billed; no new memory).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).div_(2).tolist()
+        [0.5, 1.0]
+        """
         return apply(O.DIV_, (self, other))
 
     def zero_(self) -> Tensor:
-        """In-place fill with zeros."""
+        """In-place fill with zeros.
+
+        >>> import flopgrad as fg
+        >>> fg.ones(2).zero_().tolist()
+        [0.0, 0.0]
+        """
         return self._inplace(0)
 
     def fill_(self, value) -> Tensor:
-        """In-place fill with `value`."""
+        """In-place fill with `value`.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2).fill_(7).tolist()
+        [7.0, 7.0]
+        """
         return self._inplace(value)
 
     def copy_(self, src) -> Tensor:
-        """In-place copy of `src`'s values (broadcast to this shape)."""
+        """In-place copy of `src`'s values (broadcast to this shape).
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 2).copy_(fg.tensor([1.0, 2.0])).tolist()
+        [[1.0, 2.0], [1.0, 2.0]]
+        """
         return self._inplace(_data_of(src))
 
     def __setitem__(self, idx, value) -> None:
@@ -432,87 +636,192 @@ class Tensor:
 
     # ------------------------------------------------------------ named elementwise ops
     def add(self, o, alpha: float = 1):
-        """self + alpha * o."""
+        """self + alpha * o.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).add(fg.ones(2), alpha=10).tolist()
+        [11.0, 12.0]
+        """
         return self + (o * alpha if alpha != 1 else o)
 
     def sub(self, o, alpha: float = 1):
-        """self - alpha * o."""
+        """self - alpha * o.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).sub(1).tolist()
+        [0.0, 1.0]
+        """
         return self - (o * alpha if alpha != 1 else o)
 
     def mul(self, o):
-        """Elementwise product."""
+        """Elementwise product.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0]).mul(fg.tensor([3.0, 4.0])).tolist()
+        [3.0, 8.0]
+        """
         return self * o
 
     def div(self, o):
-        """Elementwise quotient."""
+        """Elementwise quotient.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 3.0]).div(2).tolist()
+        [0.5, 1.5]
+        """
         return self / o
 
     def pow(self, o):
-        """Elementwise power (scalar or tensor exponent)."""
+        """Elementwise power (scalar or tensor exponent).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([2.0, 3.0]).pow(2).tolist()
+        [4.0, 9.0]
+        """
         return self ** o
 
     def neg(self):
-        """-self."""
+        """-self.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, -2.0]).neg().tolist()
+        [-1.0, 2.0]
+        """
         return -self
 
     def exp(self):
-        """e**x."""
+        """e**x.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).exp().item()
+        1.0
+        """
         return apply(O.EXP, (self,))
 
     def log(self):
-        """Natural logarithm (log(0) = -inf, log(x<0) = nan, as in PyTorch)."""
+        """Natural logarithm (log(0) = -inf, log(x<0) = nan, as in PyTorch).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0]).log().item()
+        0.0
+        """
         return apply(O.LOG, (self,))
 
     def log1p(self):
-        """log(1 + x), accurate near 0."""
+        """log(1 + x), accurate near 0.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).log1p().item()
+        0.0
+        """
         return apply(O.LOG1P, (self,))
 
     def sqrt(self):
-        """Square root."""
+        """Square root.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([4.0, 9.0]).sqrt().tolist()
+        [2.0, 3.0]
+        """
         return apply(O.SQRT, (self,))
 
     def rsqrt(self):
-        """1 / sqrt(x)."""
+        """1 / sqrt(x).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([4.0]).rsqrt().item()
+        0.5
+        """
         return apply(O.POW_SCALAR, (self,), (-0.5,))
 
     def abs(self):
-        """|x| (gradient 0 at 0, as in PyTorch)."""
+        """|x| (gradient 0 at 0, as in PyTorch).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-1.5, 2.0]).abs().tolist()
+        [1.5, 2.0]
+        """
         return apply(O.ABS, (self,))
 
     def sign(self):
-        """-1, 0 or 1 (no gradient)."""
+        """-1, 0 or 1 (no gradient).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-2.0, 0.0, 3.0]).sign().tolist()
+        [-1.0, 0.0, 1.0]
+        """
         return apply(O.SIGN, (self,))
 
     def sin(self):
-        """Sine."""
+        """Sine.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).sin().item()
+        0.0
+        """
         return apply(O.SIN, (self,))
 
     def cos(self):
-        """Cosine."""
+        """Cosine.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).cos().item()
+        1.0
+        """
         return apply(O.COS, (self,))
 
     def tanh(self):
-        """Hyperbolic tangent."""
+        """Hyperbolic tangent.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).tanh().item()
+        0.0
+        """
         return apply(O.TANH, (self,))
 
     def sigmoid(self):
-        """1 / (1 + exp(-x))."""
+        """1 / (1 + exp(-x)).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).sigmoid().item()
+        0.5
+        """
         return apply(O.SIGMOID, (self,))
 
     def relu(self):
-        """max(x, 0)."""
+        """max(x, 0).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-1.0, 2.0]).relu().tolist()
+        [0.0, 2.0]
+        """
         return apply(O.RELU, (self,))
 
     def erf(self):
-        """The error function."""
+        """The error function.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.0]).erf().item()
+        0.0
+        """
         return apply(O.ERF, (self,))
 
     def square(self):
-        """x ** 2."""
+        """x ** 2.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-3.0]).square().item()
+        9.0
+        """
         return apply(O.POW_SCALAR, (self,), (2,))
 
     def clamp(self, min=None, max=None):
-        """Clip into [min, max]; the gradient is 1 inside (bounds included), 0 outside."""
+        """Clip into [min, max]; the gradient is 1 inside (bounds included), 0 outside.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-2.0, 0.5, 3.0]).clamp(0, 1).tolist()
+        [0.0, 0.5, 1.0]
+        """
         if isinstance(min, Tensor) or isinstance(max, Tensor):
             out = self
             if min is not None:
@@ -527,31 +836,64 @@ class Tensor:
     clip = clamp
 
     def maximum(self, o):
-        """Elementwise max (ties split the gradient evenly, as in PyTorch)."""
+        """Elementwise max (ties split the gradient evenly, as in PyTorch).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 4.0]).maximum(fg.tensor([3.0, 2.0])).tolist()
+        [3.0, 4.0]
+        """
         return maximum(self, o)
 
     def minimum(self, o):
-        """Elementwise min."""
+        """Elementwise min.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 4.0]).minimum(fg.tensor([3.0, 2.0])).tolist()
+        [1.0, 2.0]
+        """
         return minimum(self, o)
 
     def masked_fill(self, mask, value):
-        """Replace entries where `mask` is True by `value`."""
+        """Replace entries where `mask` is True by `value`.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, 2.0, 3.0])
+        >>> x.masked_fill(x > 1.5, 0.0).tolist()
+        [1.0, 0.0, 0.0]
+        """
         return where(mask, value, self)
 
     def where(self, cond, other):
-        """self where cond else other (PyTorch's Tensor.where)."""
+        """self where cond else other (PyTorch's Tensor.where).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, -2.0])
+        >>> x.where(x > 0, 0.0).tolist()
+        [1.0, 0.0]
+        """
         return where(cond, self, other)
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
-        """Sum over `dim` (all dims by default)."""
+        """Sum over `dim` (all dims by default).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> x.sum().item(), x.sum(0).tolist()
+        (10.0, [4.0, 6.0])
+        """
         x = self if dtype is None else self.to(dtype)
         if x._data.dtype.kind == "b":
             x = x.long()
         return apply(O.SUM, (x,), (_dims(dim, axis, x.ndim, "sum"), _keep(keepdim, keepdims)))
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
-        """Arithmetic mean over `dim`."""
+        """Arithmetic mean over `dim`.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).mean(1).tolist()
+        [1.5, 3.5]
+        """
         x = self if dtype is None else self.to(dtype)
         dims = _dims(dim, axis, x.ndim, "mean")
         n = _count(x.shape, dims)
@@ -559,7 +901,13 @@ class Tensor:
 
     def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
             keepdims=None):
-        """Variance with Bessel's correction by default (PyTorch: correction=1)."""
+        """Variance with Bessel's correction by default (PyTorch: correction=1).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([1.0, 3.0])
+        >>> x.var().item(), x.var(correction=0).item()
+        (2.0, 1.0)
+        """
         if unbiased is not None:
             correction = 1 if unbiased else 0
         dims = _dims(dim, axis, self.ndim, "var")
@@ -570,14 +918,24 @@ class Tensor:
 
     def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
             keepdims=None):
-        """Standard deviation (square root of var); zero gradient where it is 0, as in PyTorch."""
+        """Standard deviation (square root of var); zero gradient where it is 0, as in PyTorch.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 3.0, 5.0]).std().item()
+        2.0
+        """
         v = self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
                      keepdims=keepdims)
         zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
         return where(zero, 0.0, where(zero, 1.0, v).sqrt())
 
     def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Product over `dim` (exact gradients even with zeros)."""
+        """Product over `dim` (exact gradients even with zeros).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1).tolist()
+        [2.0, 12.0]
+        """
         return apply(O.PROD, (self,), (_dims(dim, axis, self.ndim, "prod"),
                                        _keep(keepdim, keepdims)))
 
@@ -592,26 +950,53 @@ class Tensor:
                                       _keep(keepdim, keepdims)))
 
     def any(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Whether any element (along `dim`) is non-zero; a bool tensor, no gradient."""
+        """Whether any element (along `dim`) is non-zero; a bool tensor, no gradient.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[0, 0], [0, 1]]).any(1).tolist()
+        [False, True]
+        """
         return apply(O.ANY, (self,), (_dims(dim, axis, self.ndim, "any"),
                                       _keep(keepdim, keepdims)))
 
     def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Maximum over `dim`; tied maxima share the gradient evenly."""
+        """Maximum over `dim`; tied maxima share the gradient evenly.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amax(0).tolist()
+        [3.0, 5.0]
+        """
         return apply(O.AMAX, (self,), (_dims(dim, axis, self.ndim, "amax"),
                                        _keep(keepdim, keepdims)))
 
     def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Minimum over `dim`; tied minima share the gradient evenly."""
+        """Minimum over `dim`; tied minima share the gradient evenly.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amin(0).tolist()
+        [1.0, 2.0]
+        """
         return apply(O.AMIN, (self,), (_dims(dim, axis, self.ndim, "amin"),
                                        _keep(keepdim, keepdims)))
 
     def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch."""
+        """Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
+        >>> x.max().item(), x.max(1).indices.tolist()
+        (5.0, [1, 0])
+        """
         return self._extreme(dim, keepdim, axis, keepdims, O.AMAX, O.ARGMAX, "max")
 
     def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch."""
+        """Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
+        >>> x.min().item(), x.min(1).values.tolist()
+        (1.0, [1.0, 2.0])
+        """
         return self._extreme(dim, keepdim, axis, keepdims, O.AMIN, O.ARGMIN, "min")
 
     def _extreme(self, dim, keepdim, axis, keepdims, reduce_op, arg_op, name):
@@ -628,11 +1013,22 @@ class Tensor:
         return MinMax(values, idx)
 
     def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Index of the maximum (flattened when dim is None)."""
+        """Index of the maximum (flattened when dim is None).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
+        >>> x.argmax().item(), x.argmax(1).tolist()
+        (1, [1, 0])
+        """
         return self._arg(O.ARGMAX, dim, keepdim, axis, keepdims, "argmax")
 
     def argmin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Index of the minimum (flattened when dim is None)."""
+        """Index of the minimum (flattened when dim is None).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).argmin(0).tolist()
+        [0, 1]
+        """
         return self._arg(O.ARGMIN, dim, keepdim, axis, keepdims, "argmin")
 
     def _arg(self, op, dim, keepdim, axis, keepdims, name):
@@ -643,11 +1039,21 @@ class Tensor:
                                    _keep(keepdim, keepdims)))
 
     def cumsum(self, dim=None, *, axis=None):
-        """Running sum along `dim`."""
+        """Running sum along `dim`.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2, 3]).cumsum(0).tolist()
+        [1, 3, 6]
+        """
         return apply(O.CUMSUM, (self,), (_one_dim(dim, axis, self.ndim, "cumsum"),))
 
     def logsumexp(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """log(sum(exp(x))) over `dim`, computed stably."""
+        """log(sum(exp(x))) over `dim`, computed stably.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([100.0, float("-inf")]).logsumexp(0).item()
+        100.0
+        """
         dims = _dims(dim, axis, self.ndim, "logsumexp")
         m = self.amax(dims, keepdim=True).detach()
         m = where(m.abs() == float("inf"), 0.0, m)
@@ -655,19 +1061,34 @@ class Tensor:
         return out if _keep(keepdim, keepdims) else _squeeze_dims(out, dims)
 
     def softmax(self, dim=None, *, axis=None):
-        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability."""
+        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 1.0, 1.0, 1.0]).softmax().tolist()
+        [0.25, 0.25, 0.25, 0.25]
+        """
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim, "softmax")
         return apply(O.SOFTMAX, (self,), (d,))
 
     def log_softmax(self, dim=None, *, axis=None):
-        """x - logsumexp(x) along `dim` (default -1)."""
+        """x - logsumexp(x) along `dim` (default -1).
+
+        >>> import flopgrad as fg
+        >>> [round(v, 4) for v in fg.tensor([0.0, 0.0]).log_softmax().tolist()]
+        [-0.6931, -0.6931]
+        """
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
                      "log_softmax")
         return apply(O.LOG_SOFTMAX, (self,), (d,))
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape):
-        """Same values in a new shape (one dim may be -1)."""
+        """Same values in a new shape (one dim may be -1).
+
+        >>> import flopgrad as fg
+        >>> fg.arange(6).reshape(2, -1).tolist()
+        [[0, 1, 2], [3, 4, 5]]
+        """
         shape = _shape_arg(shape)
         if shape == self._data.shape:
             return self
@@ -682,11 +1103,21 @@ class Tensor:
     view = reshape
 
     def view_as(self, other: Tensor):
-        """Reshape to other's shape."""
+        """Reshape to other's shape.
+
+        >>> import flopgrad as fg
+        >>> fg.arange(4).view_as(fg.zeros(2, 2)).tolist()
+        [[0, 1], [2, 3]]
+        """
         return self.reshape(other.shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
-        """Merge dims start_dim..end_dim into one."""
+        """Merge dims start_dim..end_dim into one.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3, 4).flatten(1).shape
+        (2, 12)
+        """
         if self.ndim == 0:
             return self.reshape(1)
         s, e = start_dim % self.ndim, end_dim % self.ndim
@@ -694,7 +1125,12 @@ class Tensor:
         return self.reshape(shape)
 
     def permute(self, *dims):
-        """Reorder dims."""
+        """Reorder dims.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3, 4).permute(2, 0, 1).shape
+        (4, 2, 3)
+        """
         dims = _shape_arg(dims)
         if len(dims) != self.ndim or sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(
                 range(self.ndim)):
@@ -705,7 +1141,12 @@ class Tensor:
         return apply(O.PERMUTE, (self,), (dims,))
 
     def transpose(self, dim0: int, dim1: int):
-        """Swap two dims."""
+        """Swap two dims.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3, 4).transpose(0, 2).shape
+        (4, 3, 2)
+        """
         order = list(range(self.ndim))
         order[dim0], order[dim1] = order[dim1], order[dim0]
         return self.permute(*order)
@@ -713,11 +1154,22 @@ class Tensor:
     swapaxes = transpose
 
     def t(self):
-        """Transpose a 2-D tensor."""
+        """Transpose a 2-D tensor.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1, 2], [3, 4]]).t().tolist()
+        [[1, 3], [2, 4]]
+        """
         return self.T
 
     def squeeze(self, dim=None):
-        """Drop size-1 dims (only `dim` when given; a no-op if it is not size 1)."""
+        """Drop size-1 dims (only `dim` when given; a no-op if it is not size 1).
+
+        >>> import flopgrad as fg
+        >>> x = fg.zeros(1, 2, 1)
+        >>> x.squeeze().shape, x.squeeze(0).shape
+        ((2,), (2, 1))
+        """
         if dim is None:
             shape = tuple(s for s in self.shape if s != 1)
         else:
@@ -726,30 +1178,55 @@ class Tensor:
         return self.reshape(shape)
 
     def unsqueeze(self, dim: int):
-        """Insert a size-1 dim at `dim`."""
+        """Insert a size-1 dim at `dim`.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(2, 3).unsqueeze(1).shape
+        (2, 1, 3)
+        """
         d = dim % (self.ndim + 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def expand(self, *sizes):
-        """Broadcast to a larger shape without copying (-1 keeps a dim)."""
+        """Broadcast to a larger shape without copying (-1 keeps a dim).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1], [2]]).expand(-1, 3).tolist()
+        [[1, 1, 1], [2, 2, 2]]
+        """
         sizes = _shape_arg(sizes)
         lead = len(sizes) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
         return self.broadcast_to(shape)
 
     def expand_as(self, other: Tensor):
-        """Broadcast to other's shape."""
+        """Broadcast to other's shape.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).expand_as(fg.zeros(3, 2)).shape
+        (3, 2)
+        """
         return self.broadcast_to(other.shape)
 
     def broadcast_to(self, shape):
-        """Broadcast to `shape` (NumPy rules)."""
+        """Broadcast to `shape` (NumPy rules).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).broadcast_to((2, 2)).tolist()
+        [[1, 2], [1, 2]]
+        """
         shape = tuple(shape)
         if shape == self._data.shape:
             return self
         return apply(O.EXPAND, (self,), (shape,))
 
     def repeat(self, *sizes):
-        """Tile the tensor `sizes` times along each dim (PyTorch's repeat = NumPy's tile)."""
+        """Tile the tensor `sizes` times along each dim (PyTorch's repeat = NumPy's tile).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2]).repeat(2, 2).tolist()
+        [[1, 2, 1, 2], [1, 2, 1, 2]]
+        """
         sizes = _shape_arg(sizes)
         if len(sizes) < self.ndim:
             raise ValueError(f"repeat: need at least {self.ndim} sizes, got {sizes}")
@@ -764,19 +1241,34 @@ class Tensor:
         return out.reshape(tuple(r * s for r, s in zip(sizes, x.shape, strict=True)))
 
     def tile(self, *dims):
-        """Like repeat, but missing leading dims count as 1 (NumPy's tile)."""
+        """Like repeat, but missing leading dims count as 1 (NumPy's tile).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1, 2]]).tile(2).tolist()
+        [[1, 2, 1, 2]]
+        """
         dims = _shape_arg(dims)
         if len(dims) < self.ndim:
             dims = (1,) * (self.ndim - len(dims)) + dims
         return self.repeat(*dims)
 
     def flip(self, *dims):
-        """Reverse the order along `dims`."""
+        """Reverse the order along `dims`.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1.0, 2.0, 3.0]).flip(0).tolist()
+        [3.0, 2.0, 1.0]
+        """
         dims = _dims(_shape_arg(dims), None, self.ndim, "flip")
         return apply(O.FLIP, (self,), (dims,))
 
     def roll(self, shifts, dims=None):
-        """Rotate entries along dims (flattened when dims is None)."""
+        """Rotate entries along dims (flattened when dims is None).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([1, 2, 3]).roll(1).tolist()
+        [3, 1, 2]
+        """
         if dims is None:
             return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
         shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
@@ -784,27 +1276,58 @@ class Tensor:
         return apply(O.ROLL, (self,), (shifts, tuple(d % self.ndim for d in dims)))
 
     def split(self, split_size_or_sections, dim: int = 0):
-        """Split into pieces of a given size (or the list of sizes) along `dim`."""
+        """Split into pieces of a given size (or the list of sizes) along `dim`.
+
+        >>> import flopgrad as fg
+        >>> [p.tolist() for p in fg.arange(5).split(2)]
+        [[0, 1], [2, 3], [4]]
+        """
         return split(self, split_size_or_sections, dim)
 
     def chunk(self, chunks: int, dim: int = 0):
-        """Split into `chunks` nearly equal pieces along `dim`."""
+        """Split into `chunks` nearly equal pieces along `dim`.
+
+        >>> import flopgrad as fg
+        >>> [p.shape for p in fg.zeros(5, 2).chunk(2)]
+        [(3, 2), (2, 2)]
+        """
         return chunk(self, chunks, dim)
 
     def gather(self, dim: int, index):
-        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch's gather)."""
+        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch's gather).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1, 2], [3, 4]]).gather(1, fg.tensor([[1], [0]])).tolist()
+        [[2], [3]]
+        """
         return gather(self, dim, index)
 
     def scatter_add(self, dim: int, index, src):
-        """Add `src` into a copy of self at `index` along `dim`; repeated indices accumulate."""
+        """Add `src` into a copy of self at `index` along `dim`; repeated indices accumulate.
+
+        >>> import flopgrad as fg
+        >>> fg.zeros(3).scatter_add(0, fg.tensor([0, 2, 0]), fg.ones(3)).tolist()
+        [2.0, 0.0, 1.0]
+        """
         return scatter_add(self, dim, index, src)
 
     def index_select(self, dim: int, index):
-        """Select entries along `dim` by an integer index vector."""
+        """Select entries along `dim` by an integer index vector.
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1, 2], [3, 4], [5, 6]])
+        >>> x.index_select(0, fg.tensor([2, 0])).tolist()
+        [[5, 6], [1, 2]]
+        """
         return index_select(self, dim, index)
 
     def matmul(self, o):
-        """Matrix product (NumPy/PyTorch broadcasting rules)."""
+        """Matrix product (NumPy/PyTorch broadcasting rules).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 2.0]]).matmul(fg.tensor([[3.0], [4.0]])).tolist()
+        [[11.0]]
+        """
         return matmul(self, o)
 
 
@@ -833,17 +1356,35 @@ dispatch.Parameter = Parameter
 
 
 class MinMax(tuple):
-    """(values, indices) returned by max(dim)/min(dim), like torch.return_types."""
+    """(values, indices) returned by max(dim)/min(dim), like torch.return_types.
+
+    >>> import flopgrad as fg
+    >>> values, indices = fg.tensor([3.0, 7.0, 5.0]).max(0)
+    >>> values.item(), indices.item()
+    (7.0, 1)
+    """
 
     def __new__(cls, values, indices):
         return super().__new__(cls, (values, indices))
 
     @property
     def values(self):
+        """The reduced values (item 0).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 4.0]]).max(1).values.tolist()
+        [4.0]
+        """
         return self[0]
 
     @property
     def indices(self):
+        """The positions of the values along the reduced dim (item 1).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([[1.0, 4.0]]).min(1).indices.tolist()
+        [0]
+        """
         return self[1]
 
 
@@ -975,7 +1516,12 @@ def matmul(a, b) -> Tensor:
 
 
 def einsum(spec: str, *operands) -> Tensor:
-    """Einstein summation over one or two operands, e.g. einsum("bij,bjk->bik", a, b)."""
+    """Einstein summation over one or two operands, e.g. einsum("bij,bjk->bik", a, b).
+
+    >>> import flopgrad as fg
+    >>> fg.einsum("ij,j->i", fg.ones(2, 3), fg.ones(3)).tolist()
+    [3.0, 3.0]
+    """
     spec = spec.replace(" ", "")
     if "->" not in spec:
         lhs = spec
@@ -1008,6 +1554,10 @@ def where(cond, x, y) -> Tensor:
 
     NaN note: the gradient of the unchosen side is exactly 0, but a NaN or inf produced
     *inside* that side's own computation still poisons its gradient, as in PyTorch.
+
+    >>> import flopgrad as fg
+    >>> fg.where(fg.tensor([True, False]), fg.ones(2), fg.zeros(2)).tolist()
+    [1.0, 0.0]
     """
     c = cond if isinstance(cond, Tensor) else Tensor(np.asarray(cond, dtype=bool))
     if c._data.dtype != np.bool_:
@@ -1016,17 +1566,32 @@ def where(cond, x, y) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
-    """Elementwise maximum; ties split the gradient evenly."""
+    """Elementwise maximum; ties split the gradient evenly.
+
+    >>> import flopgrad as fg
+    >>> fg.maximum(fg.tensor([1.0, 4.0]), fg.tensor([3.0, 2.0])).tolist()
+    [3.0, 4.0]
+    """
     return apply(O.MAXIMUM, (a, b))
 
 
 def minimum(a, b) -> Tensor:
-    """Elementwise minimum; ties split the gradient evenly."""
+    """Elementwise minimum; ties split the gradient evenly.
+
+    >>> import flopgrad as fg
+    >>> fg.minimum(fg.tensor([1.0, 4.0]), fg.tensor([3.0, 2.0])).tolist()
+    [1.0, 2.0]
+    """
     return apply(O.MINIMUM, (a, b))
 
 
 def cat(tensors: Sequence, dim: int = 0) -> Tensor:
-    """Concatenate along an existing dim."""
+    """Concatenate along an existing dim.
+
+    >>> import flopgrad as fg
+    >>> fg.cat([fg.zeros(2, 3), fg.ones(1, 3)]).shape
+    (3, 3)
+    """
     tensors = [_t(x) for x in tensors]
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
@@ -1038,14 +1603,24 @@ concat = concatenate = cat
 
 
 def stack(tensors: Sequence, dim: int = 0) -> Tensor:
-    """Join tensors of one shape along a new dim."""
+    """Join tensors of one shape along a new dim.
+
+    >>> import flopgrad as fg
+    >>> fg.stack([fg.zeros(2, 3), fg.ones(2, 3)], dim=1).shape
+    (2, 2, 3)
+    """
     tensors = [_t(x) for x in tensors]
     d = dim % (tensors[0].ndim + 1)
     return cat([x.unsqueeze(d) for x in tensors], d)
 
 
 def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
-    """Pieces of `split_size` (the last may be smaller), or of the listed sizes."""
+    """Pieces of `split_size` (the last may be smaller), or of the listed sizes.
+
+    >>> import flopgrad as fg
+    >>> [p.tolist() for p in fg.split(fg.arange(5), [1, 4])]
+    [[0], [1, 2, 3, 4]]
+    """
     d = dim % x.ndim
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -1063,7 +1638,12 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
-    """Split into `chunks` pieces of ceil(n / chunks) along `dim`."""
+    """Split into `chunks` pieces of ceil(n / chunks) along `dim`.
+
+    >>> import flopgrad as fg
+    >>> [p.tolist() for p in fg.chunk(fg.arange(5), 3)]
+    [[0, 1], [2, 3], [4]]
+    """
     n = x.shape[dim % x.ndim]
     return split(x, -(-n // chunks), dim)
 
@@ -1081,13 +1661,24 @@ def _grid_index(index: np.ndarray, dim: int) -> tuple:
 
 
 def gather(x: Tensor, dim: int, index) -> Tensor:
-    """out[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (PyTorch's gather)."""
+    """out[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (PyTorch's gather).
+
+    >>> import flopgrad as fg
+    >>> fg.gather(fg.tensor([[1, 2], [3, 4]]), 0, fg.tensor([[1, 0]])).tolist()
+    [[3, 2]]
+    """
     idx = _index_array(index)
     return apply(O.INDEX, (x,), (_grid_index(idx, dim % x.ndim),))
 
 
 def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
-    """x with src added at index along dim; repeated indices accumulate."""
+    """x with src added at index along dim; repeated indices accumulate.
+
+    >>> import flopgrad as fg
+    >>> idx = fg.tensor([[1, 1], [0, 1]])
+    >>> fg.scatter_add(fg.zeros(2, 2), 1, idx, fg.ones(2, 2)).tolist()
+    [[0.0, 2.0], [1.0, 1.0]]
+    """
     idx = _index_array(index)
     src = _t(src)
     src = src[tuple(slice(s) for s in idx.shape)] if src.shape != idx.shape else src
@@ -1096,13 +1687,24 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
 
 
 def index_select(x: Tensor, dim: int, index) -> Tensor:
-    """x's entries along `dim` at the positions in the 1-D integer `index`."""
+    """x's entries along `dim` at the positions in the 1-D integer `index`.
+
+    >>> import flopgrad as fg
+    >>> x = fg.tensor([[1, 2, 3], [4, 5, 6]])
+    >>> fg.index_select(x, 1, fg.tensor([0, 2])).tolist()
+    [[1, 3], [4, 6]]
+    """
     idx = _index_array(index)
     return x[(slice(None),) * (dim % x.ndim) + (idx,)]
 
 
 def outer(a, b) -> Tensor:
-    """Outer product of two vectors."""
+    """Outer product of two vectors.
+
+    >>> import flopgrad as fg
+    >>> fg.outer(fg.tensor([1, 2]), fg.tensor([3, 4, 5])).tolist()
+    [[3, 4, 5], [6, 8, 10]]
+    """
     a, b = _t(a), _t(b)
     return a.reshape(-1, 1) * b.reshape(1, -1)
 

@@ -26,7 +26,14 @@ __all__ = ["fit", "evaluate", "train_step", "step_bill", "Progress"]
 
 
 class Progress:
-    """A one-line progress display on stderr (redrawn in place on a terminal)."""
+    """A one-line progress display on stderr (redrawn in place on a terminal).
+
+    >>> import flopgrad as fg, io
+    >>> bar = fg.training.Progress(4, stream=io.StringIO())
+    >>> bar.update(4, loss=0.5)
+    >>> bar.stream.getvalue().split("  ")[:2]
+    ['train [########################] 4/4', 'loss 0.5']
+    """
 
     def __init__(self, total: int, label: str = "train", enabled: bool = True, stream=None):
         self.total, self.label, self.enabled = total, label, enabled
@@ -36,6 +43,15 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def update(self, done: int, **fields) -> None:
+        """Show `done` of total steps and the fields (at most every 0.1 s on a terminal,
+        2 s otherwise; the final step is always shown).
+
+        >>> import flopgrad as fg, io
+        >>> bar = fg.training.Progress(10, label="eval", stream=io.StringIO())
+        >>> bar.update(10, acc=0.75)
+        >>> bar.stream.getvalue().split("  ")[:2]
+        ['eval [########################] 10/10', 'acc 0.75']
+        """
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -64,7 +80,16 @@ def _loss_fn(model, batch):
 
 def train_step(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: float | None = None,
                scheduler=None) -> float:
-    """One step: zero_grad, forward, backward, optional clipping, optimizer (and schedule)."""
+    """One step: zero_grad, forward, backward, optional clipping, optimizer (and schedule).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> model = fg.nn.Linear(4, 2)
+    >>> _ = [fg.nn.init.zeros_(p) for p in model.parameters()]  # logits all 0
+    >>> batch = (fg.ones(3, 4), fg.tensor([0, 1, 1]))
+    >>> fg.training.train_step(model, batch, fg.optim.SGD(model.parameters(), lr=0.1))
+    0.6931471824645996
+    """
     from flopgrad.nn.utils import clip_grad_norm_
     optimizer.zero_grad()
     loss = loss_fn(model, batch)
@@ -80,7 +105,19 @@ def train_step(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: floa
 def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
         steps: int | None = None, clip: float | None = None, scheduler=None,
         progress: bool = True, label: str = "train") -> list[float]:
-    """Train for `epochs` passes over `loader` (or exactly `steps` steps); returns the losses."""
+    """Train for `epochs` passes over `loader` (or exactly `steps` steps); returns the losses.
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> model = fg.nn.Linear(4, 2)
+    >>> _ = [fg.nn.init.zeros_(p) for p in model.parameters()]  # logits all 0
+    >>> batch = (fg.ones(3, 4), fg.tensor([0, 1, 1]))
+    >>> loader = fg.data.DataLoader(fg.data.TensorDataset(*batch), batch_size=2)
+    >>> opt = fg.optim.SGD(model.parameters(), lr=0.1)
+    >>> losses = fg.training.fit(model, loader, opt, steps=5, progress=False)
+    >>> len(losses), losses[0]
+    (5, 0.6931471824645996)
+    """
     total = steps if steps is not None else epochs * len(loader)
     bar = Progress(total, label, progress)
     model.train()
@@ -96,7 +133,16 @@ def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
 
 
 def evaluate(model, loader) -> float:
-    """Classification accuracy of `model` over `loader` (eval mode, no graph)."""
+    """Classification accuracy of `model` over `loader` (eval mode, no graph).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> model = fg.nn.Linear(4, 2)
+    >>> _ = [fg.nn.init.zeros_(p) for p in model.parameters()]  # logits all 0
+    >>> batch = (fg.ones(3, 4), fg.tensor([0, 1, 1]))
+    >>> fg.training.evaluate(model, [batch])  # always predicts class 0
+    0.3333333333333333
+    """
     model.eval()
     correct = n = 0
     with no_grad():
@@ -110,7 +156,17 @@ def evaluate(model, loader) -> float:
 
 def step_bill(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: float | None = None
               ) -> Bill:
-    """The bill of one full training step (forward, backward, optimizer)."""
+    """The bill of one full training step (forward, backward, optimizer).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> model = fg.nn.Linear(4, 2)
+    >>> _ = [fg.nn.init.zeros_(p) for p in model.parameters()]  # logits all 0
+    >>> batch = (fg.ones(3, 4), fg.tensor([0, 1, 1]))
+    >>> bill = fg.training.step_bill(model, batch, fg.optim.SGD(model.parameters()))
+    >>> bill.flops("forward", kind="tensor"), bill.flops("optimizer")
+    (48, 20)
+    """
     with profile() as bill:
         train_step(model, batch, optimizer, loss_fn, clip)
     return bill

@@ -36,12 +36,22 @@ def _pair(v, name: str) -> tuple:
 # ---------------------------------------------------------------- activations
 
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0). `F.relu(fg.tensor([-1.0, 2.0]))` -> [0., 2.]"""
+    """max(x, 0).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.relu(fg.tensor([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
     return apply(O.RELU, (x,))
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """x for x > 0, negative_slope * x otherwise."""
+    """x for x > 0, negative_slope * x otherwise.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.leaky_relu(fg.tensor([-1.0, 2.0]), 0.5).tolist()
+    [-0.5, 2.0]
+    """
     return where(x > 0, x, x * negative_slope)
 
 
@@ -64,12 +74,22 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def silu(x: Tensor) -> Tensor:
-    """x * sigmoid(x) (swish)."""
+    """x * sigmoid(x) (swish).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.silu(fg.tensor([0.0, 1.0])).tolist()
+    [0.0, 0.7310585975646973]
+    """
     return x * x.sigmoid()
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + exp(beta x)) / beta, linear above `threshold` (computed without overflow)."""
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (computed without overflow).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.softplus(fg.tensor([0.0, 30.0])).tolist()
+    [0.6931471824645996, 30.0]
+    """
     bx = x * beta if beta != 1 else x
     # maximum, not relu: its tie at 0 passes half the gradient, so d/dx at 0 is sigmoid(0)
     smooth = maximum(bx, 0.0) + (-bx.abs()).exp().log1p()
@@ -79,22 +99,42 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.sigmoid(fg.tensor([0.0])).tolist()
+    [0.5]
+    """
     return x.sigmoid()
 
 
 def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.tanh(fg.tensor([0.0])).tolist()
+    [0.0]
+    """
     return x.tanh()
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """Softmax along `dim` (a row that is all -inf gives NaN, as in PyTorch)."""
+    """Softmax along `dim` (a row that is all -inf gives NaN, as in PyTorch).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.softmax(fg.zeros(2, 4), dim=-1).tolist()
+    [[0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]]
+    """
     return x.softmax(dim)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """log(softmax(x)) along `dim`, computed stably."""
+    """log(softmax(x)) along `dim`, computed stably.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.log_softmax(fg.tensor([0.0, 0.0])).tolist()
+    [-0.6931471824645996, -0.6931471824645996]
+    """
     return x.log_softmax(dim)
 
 
@@ -122,7 +162,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Constant padding; `pad` lists (before, after) pairs starting from the last dim."""
+    """Constant padding; `pad` lists (before, after) pairs starting from the last dim.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.pad(fg.tensor([1.0, 2.0]), (1, 2)).tolist()
+    [0.0, 1.0, 2.0, 0.0, 0.0]
+    """
     if mode != "constant":
         raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
@@ -153,7 +198,12 @@ def _conv_padding(padding, kernel, dilation, name):
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
-    """2-D convolution of (N, C, H, W) by weight (O, C/groups, kh, kw): im2col + matmul."""
+    """2-D convolution of (N, C, H, W) by weight (O, C/groups, kh, kw): im2col + matmul.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.conv2d(fg.ones(1, 1, 4, 4), fg.ones(2, 1, 3, 3), padding=1).shape
+    (1, 2, 4, 4)
+    """
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(
             f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, kw), got "
@@ -178,7 +228,12 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
 
 def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
-    """1-D convolution of (N, C, L) by weight (O, C/groups, k)."""
+    """1-D convolution of (N, C, L) by weight (O, C/groups, k).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.conv1d(fg.ones(1, 1, 4), fg.ones(1, 1, 2)).tolist()
+    [[[2.0, 2.0, 2.0]]]
+    """
     if x.ndim != 3 or weight.ndim != 3:
         raise ValueError(
             f"conv1d: expected input (N, C, L) and weight (O, C/groups, k), got {x.shape} and "
@@ -208,7 +263,13 @@ def _pool_windows(x, kernel_size, stride, padding, dilation, fill, name):
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
-    """Max over each window; the gradient goes to the (first) maximal entry, as in PyTorch."""
+    """Max over each window; the gradient goes to the (first) maximal entry, as in PyTorch.
+
+    >>> import flopgrad as fg
+    >>> x = fg.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fg.nn.functional.max_pool2d(x, 2).tolist()
+    [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
     cols, batched = _pool_windows(x, kernel_size, stride, padding, dilation, -np.inf,
                                   "max_pool2d")
     idx = apply(O.ARGMAX, (cols,), (2, True))
@@ -218,7 +279,13 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1) -> Te
 
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, count_include_pad: bool = True
                ) -> Tensor:
-    """Mean over each window (padding counted in the divisor unless count_include_pad=False)."""
+    """Mean over each window (padding counted in the divisor unless count_include_pad=False).
+
+    >>> import flopgrad as fg
+    >>> x = fg.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fg.nn.functional.avg_pool2d(x, 2).tolist()
+    [[[[2.5, 4.5], [10.5, 12.5]]]]
+    """
     cols, batched = _pool_windows(x, kernel_size, stride, padding, 1, 0.0, "avg_pool2d")
     if count_include_pad or padding == 0:
         out = cols.mean(2)
@@ -230,7 +297,13 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, count_include_pad
 
 
 def embedding(index, weight: Tensor, padding_idx: int | None = None) -> Tensor:
-    """Rows of `weight` picked by integer `index`; repeated indices accumulate gradients."""
+    """Rows of `weight` picked by integer `index`; repeated indices accumulate gradients.
+
+    >>> import flopgrad as fg
+    >>> weight = fg.arange(6.0).reshape(3, 2)
+    >>> fg.nn.functional.embedding(fg.tensor([2, 0]), weight).tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
     idx = index._data if isinstance(index, Tensor) else np.asarray(index)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: index must be integers, got dtype {idx.dtype}")
@@ -269,7 +342,12 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
 
 def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
              eps: float | None = None) -> Tensor:
-    """x / sqrt(mean(x**2) + eps) over the last dims (eps defaults to the dtype's epsilon)."""
+    """x / sqrt(mean(x**2) + eps) over the last dims (eps defaults to the dtype's epsilon).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.rms_norm(fg.tensor([[2.0, -2.0]]), 2).tolist()
+    [[1.0, -1.0]]
+    """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     if eps is None:
@@ -284,6 +362,11 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     """Normalise each channel (dim 1) by batch statistics (training) or running ones (eval).
 
     In training the running statistics are updated in place with the unbiased variance.
+
+    >>> import flopgrad as fg
+    >>> x = fg.tensor([1.0, 3.0]).reshape(2, 1, 1, 1)
+    >>> fg.nn.functional.batch_norm(x, fg.zeros(1), fg.ones(1), training=True).flatten().tolist()
+    [-0.9999949932098389, 0.9999949932098389]
     """
     dims = (0,) + tuple(range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -308,7 +391,13 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Zero each entry with probability p and scale the rest by 1/(1-p) (seeded)."""
+    """Zero each entry with probability p and scale the rest by 1/(1-p) (seeded).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> set(fg.nn.functional.dropout(fg.ones(100), p=0.5).tolist()) == {0.0, 2.0}
+    True
+    """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0:
@@ -335,7 +424,13 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
 
 def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of class indices `target` under log-probabilities `logp`."""
+    """Negative log-likelihood of class indices `target` under log-probabilities `logp`.
+
+    >>> import flopgrad as fg
+    >>> logp = fg.tensor([[-1.0, -2.0], [-3.0, -0.5]])
+    >>> fg.nn.functional.nll_loss(logp, fg.tensor([0, 1])).item()
+    0.75
+    """
     tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
     if tgt.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must hold class indices, got dtype {tgt.dtype}")
@@ -370,7 +465,12 @@ def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: i
 def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
-    """Softmax cross-entropy against class indices (or class probabilities)."""
+    """Softmax cross-entropy against class indices (or class probabilities).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.cross_entropy(fg.zeros(2, 4), fg.tensor([1, 3])).item()
+    1.3862943649291992
+    """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
@@ -413,14 +513,25 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
 
 
 def mse_loss(x: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Mean squared error."""
+    """Mean squared error.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.mse_loss(fg.tensor([1.0, 3.0]), fg.tensor([1.0, 1.0])).item()
+    2.0
+    """
     diff = x - target
     return _reduce(diff * diff, reduction, "mse_loss")
 
 
 def binary_cross_entropy_with_logits(x: Tensor, target, weight=None, reduction: str = "mean",
                                      pos_weight=None) -> Tensor:
-    """Sigmoid + binary cross-entropy in one stable expression."""
+    """Sigmoid + binary cross-entropy in one stable expression.
+
+    >>> import flopgrad as fg
+    >>> F = fg.nn.functional
+    >>> F.binary_cross_entropy_with_logits(fg.tensor([0.0]), fg.tensor([1.0])).item()
+    0.6931471824645996
+    """
     y = _t(target)
     # -log(sigmoid(x)), stable; maximum's tie at 0 passes half, so d/dx is right at x = 0
     log_sig_neg = (-x.abs()).exp().log1p() + maximum(-x, 0.0)
@@ -442,6 +553,11 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     """softmax(q k^T * scale + mask) v over the last two dims (PyTorch's semantics).
 
     A boolean attn_mask marks the positions that may be attended to; a float mask is added.
+
+    >>> import flopgrad as fg
+    >>> q, k, v = fg.ones(2, 5, 8), fg.ones(2, 7, 8), fg.ones(2, 7, 3)
+    >>> fg.nn.functional.scaled_dot_product_attention(q, k, v).shape
+    (2, 5, 3)
     """
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"scaled_dot_product_attention: q {q.shape} and k {k.shape} differ in "

@@ -39,7 +39,12 @@ def _fans(t: Tensor) -> tuple[int, int]:
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """PyTorch's recommended gain for a nonlinearity."""
+    """PyTorch's recommended gain for a nonlinearity.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.init.calculate_gain("relu"), fg.nn.init.calculate_gain("tanh")
+    (1.4142135623730951, 1.6666666666666667)
+    """
     if nonlinearity in ("linear", "conv1d", "conv2d", "sigmoid", "identity"):
         return 1.0
     if nonlinearity == "tanh":
@@ -55,39 +60,80 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Fill with U(a, b)."""
+    """Fill with U(a, b).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> w = fg.nn.init.uniform_(fg.empty(100), -1.0, 1.0)
+    >>> bool(((w >= -1) & (w < 1)).all())
+    True
+    """
     return _fill(t, lambda: creation.generator().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    """Fill with N(mean, std**2)."""
+    """Fill with N(mean, std**2).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.nn.init.normal_(fg.empty(2, 3), 0.0, 0.02).shape
+    (2, 3)
+    """
     return _fill(t, lambda: creation.generator().normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
-    """Fill with a constant."""
+    """Fill with a constant.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.init.constant_(fg.empty(3), 0.5).tolist()
+    [0.5, 0.5, 0.5]
+    """
     return _fill(t, lambda: np.full(t.shape, value))
 
 
 def zeros_(t: Tensor) -> Tensor:
-    """Fill with zeros."""
+    """Fill with zeros.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.init.zeros_(fg.empty(2)).tolist()
+    [0.0, 0.0]
+    """
     return constant_(t, 0.0)
 
 
 def ones_(t: Tensor) -> Tensor:
-    """Fill with ones."""
+    """Fill with ones.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.init.ones_(fg.empty(2)).tolist()
+    [1.0, 1.0]
+    """
     return constant_(t, 1.0)
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
-    """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
+    """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> w = fg.nn.init.xavier_uniform_(fg.empty(3, 4))
+    >>> bool((w.abs() <= (6 / 7) ** 0.5).all())
+    True
+    """
     fan_in, fan_out = _fans(t)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -a, a)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
-    """Glorot normal: N(0, gain**2 * 2 / (fan_in + fan_out))."""
+    """Glorot normal: N(0, gain**2 * 2 / (fan_in + fan_out)).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.nn.init.xavier_normal_(fg.empty(3, 4)).shape
+    (3, 4)
+    """
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -102,20 +148,40 @@ def _kaiming_std(t, a, mode, nonlinearity) -> float:
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> Tensor:
-    """He uniform: U(-b, b) with b = gain * sqrt(3 / fan)."""
+    """He uniform: U(-b, b) with b = gain * sqrt(3 / fan).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> w = fg.nn.init.kaiming_uniform_(fg.empty(8, 6), nonlinearity="relu")
+    >>> bool((w.abs() <= 1.0).all())  # b = sqrt(2) * sqrt(3 / 6)
+    True
+    """
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound)
 
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
-    """He normal: N(0, (gain / sqrt(fan))**2)."""
+    """He normal: N(0, (gain / sqrt(fan))**2).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> fg.nn.init.kaiming_normal_(fg.empty(8, 6), nonlinearity="relu").shape
+    (8, 6)
+    """
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))
 
 
 def trunc_normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0) -> Tensor:
-    """N(mean, std**2) truncated to [a, b] (inverse-CDF sampling, as PyTorch)."""
+    """N(mean, std**2) truncated to [a, b] (inverse-CDF sampling, as PyTorch).
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> w = fg.nn.init.trunc_normal_(fg.empty(1000), std=1.0, a=-2.0, b=2.0)
+    >>> bool((w.abs() <= 2).all())
+    True
+    """
     def draw():
         lo = special.ndtr((a - mean) / std)
         hi = special.ndtr((b - mean) / std)

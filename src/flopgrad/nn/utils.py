@@ -21,6 +21,11 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
     The arithmetic is billed in the "optimizer" phase. Like PyTorch, the gradients are
     multiplied by min(max_norm / (norm + 1e-6), 1).
+
+    >>> import flopgrad as fg
+    >>> w = fg.nn.Parameter(fg.zeros(2)); w.grad = fg.tensor([3.0, 4.0])
+    >>> fg.nn.utils.clip_grad_norm_([w], max_norm=1.0).item()
+    5.0
     """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
