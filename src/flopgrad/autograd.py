@@ -157,6 +157,9 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
         arr = arr.copy()
         if State.listeners:
             track_alloc(arr)
+    elif g._node is None and not g.requires_grad:
+        handed_out.add(id(arr))
+        return g  # made by this pass and owned by nobody else: no new wrapper needed
     handed_out.add(id(arr))
     t = Tensor.__new__(Tensor)
     t._data, t._node, t._tangent, t.grad, t._version = arr, None, g._tangent, None, [0]

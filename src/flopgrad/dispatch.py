@@ -151,9 +151,10 @@ def _check_inplace(op: Op, args) -> None:
 
 
 def _shape_of(a) -> tuple:
-    if isinstance(a, int | float | bool):
+    kind = type(a)
+    if kind is float or kind is int or kind is bool:
         return ()
-    return a.shape if type(a) is MetaArray else np.shape(a)
+    return a.shape if kind is MetaArray else np.shape(a)
 
 
 def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
@@ -182,7 +183,7 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
                 a = args[j]
                 node.saved[j] = a
                 if isinstance(a, Tensor):
-                    node.versions[j] = a._version[0]
+                    node.versions[j] = a._version[0]  # checked by backward (in-place edits)
     node.weight_level = 0
     if State.listeners:
         node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
