@@ -8,7 +8,8 @@ Each primitive is declared once with
 - `uses`: for each input slot, which values its gradient needs (input indices; -1 is the
   output). Only those are saved for backward, so saved memory is exact.
 - `cost(out_shape, in_shapes, params) -> (tensor_flops, other_flops, transcendentals)`;
-  bytes read and written are counted centrally from the arrays (zero for views).
+  bytes read and written are counted centrally from the arrays (zero for views),
+- `meta`: the shape rule on shape-only arrays (a function of `flopgrad.shapes`).
 
 The engine reduces a gradient to its input's shape when broadcasting made it larger, so
 the vjps below return gradients in the shape of the output's broadcast.
@@ -25,6 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
 from flopgrad import dispatch as D
+from flopgrad import shapes as S
 
 REGISTRY: dict[str, Op] = {}
 
@@ -86,11 +88,13 @@ ADD = prim(
     "add", np.add, uses=((), ()), cost=_ew(),
     vjp=lambda n, g, i: g,
     jvp=lambda p, t: _tadd(t[0], t[1]),
+    meta=S.binary,
 )
 SUB = prim(
     "sub", np.subtract, uses=((), ()), cost=_ew(),
     vjp=lambda n, g, i: g if i == 0 else -g,
     jvp=lambda p, t: _tadd(t[0], None if t[1] is None else -t[1]),
+    meta=S.binary,
 )
 MUL = prim(
     "mul", np.multiply, uses=((1,), (0,)), cost=_ew(),
@@ -99,6 +103,7 @@ MUL = prim(
         None if t[0] is None else t[0] * p.saved[1],
         None if t[1] is None else p.saved[0] * t[1],
     ),
+    meta=S.binary,
 )
 def _div_jvp(p, t):
     # (ta - tb * out) / b, PyTorch's form: one division, and +-inf rather than inf - inf at b=0
@@ -110,6 +115,7 @@ DIV = prim(
     "div", np.true_divide, uses=((1,), (0, 1)), cost=_ew(),
     vjp=lambda n, g, i: g / n.saved[1] if i == 0 else -g * n.saved[0] / (n.saved[1] * n.saved[1]),
     jvp=_div_jvp,
+    meta=S.true_divide,
 )
 
 
@@ -138,7 +144,8 @@ def _pow_jvp(p, t):
     return _tadd(tx, ty)
 
 
-POW = prim("pow", np.power, uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1), vjp=_pow_vjp, jvp=_pow_jvp)
+POW = prim("pow", np.power, uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1), vjp=_pow_vjp, jvp=_pow_jvp,
+           meta=S.binary)
 
 
 def _ties(n, i):
@@ -157,27 +164,28 @@ def _minmax_vjp(n, g, i):
 
 
 MAXIMUM = prim("maximum", np.maximum, uses=((0, 1), (0, 1)), cost=_ew(),
-               vjp=_minmax_vjp, jvp=_minmax_jvp)
+               vjp=_minmax_vjp, jvp=_minmax_jvp, meta=S.binary)
 MINIMUM = prim("minimum", np.minimum, uses=((0, 1), (0, 1)), cost=_ew(),
-               vjp=_minmax_vjp, jvp=_minmax_jvp)
+               vjp=_minmax_vjp, jvp=_minmax_jvp, meta=S.binary)
 
 
 # comparisons and logic: no gradient
-EQ = prim("eq", np.equal, cost=_ew())
-NE = prim("ne", np.not_equal, cost=_ew())
-LT = prim("lt", np.less, cost=_ew())
-LE = prim("le", np.less_equal, cost=_ew())
-GT = prim("gt", np.greater, cost=_ew())
-GE = prim("ge", np.greater_equal, cost=_ew())
-LOGICAL_AND = prim("logical_and", np.logical_and, cost=_ew())
-LOGICAL_OR = prim("logical_or", np.logical_or, cost=_ew())
-LOGICAL_NOT = prim("logical_not", np.logical_not, cost=_ew())
+EQ = prim("eq", np.equal, cost=_ew(), meta=S.compare)
+NE = prim("ne", np.not_equal, cost=_ew(), meta=S.compare)
+LT = prim("lt", np.less, cost=_ew(), meta=S.compare)
+LE = prim("le", np.less_equal, cost=_ew(), meta=S.compare)
+GT = prim("gt", np.greater, cost=_ew(), meta=S.compare)
+GE = prim("ge", np.greater_equal, cost=_ew(), meta=S.compare)
+LOGICAL_AND = prim("logical_and", np.logical_and, cost=_ew(), meta=S.compare)
+LOGICAL_OR = prim("logical_or", np.logical_or, cost=_ew(), meta=S.compare)
+LOGICAL_NOT = prim("logical_not", np.logical_not, cost=_ew(), meta=S.logical_not)
 def _sign_fwd(x):
     s = np.sign(x)
     return np.nan_to_num(s, copy=False, nan=0.0) if s.dtype.kind == "f" else s  # sign(nan) = 0
 
 
-SIGN = prim("sign", _sign_fwd, cost=_ew())  # PyTorch's sign: 0 at NaN (so abs' gradient is 0)
+SIGN = prim("sign", _sign_fwd, cost=_ew(),
+            meta=S.same)  # PyTorch's sign: 0 at NaN (so abs' gradient is 0)
 
 
 def _where_fwd(c, x, y):
@@ -215,6 +223,7 @@ WHERE = prim(
     vjp=lambda n, g, i: _call(WHERE, n.saved[0], g, 0.0) if i == 1 else _call(
         WHERE, n.saved[0], 0.0, g),
     jvp=_where_jvp,
+    meta=S.where,
 )
 
 
@@ -232,35 +241,41 @@ def _scaled_cost(out, ins, p):  # one add, plus the multiply by alpha unless alp
     return (0, (1 if p[0] == 1 else 2) * size(out), 0)
 
 
-ADD_ = prim("add_", _axpy_, cost=_scaled_cost, inplace=True)
-SUB_ = prim("sub_", lambda a, b, alpha: _axpy_(a, b, -alpha), cost=_scaled_cost, inplace=True)
-MUL_ = prim("mul_", lambda a, b: np.multiply(a, b, out=a), cost=_ew(), inplace=True)
-DIV_ = prim("div_", lambda a, b: np.true_divide(a, b, out=a), cost=_ew(), inplace=True)
+ADD_ = prim("add_", _axpy_, cost=_scaled_cost, inplace=True, meta=S.inplace)
+SUB_ = prim("sub_", lambda a, b, alpha: _axpy_(a, b, -alpha), cost=_scaled_cost,
+            inplace=True, meta=S.inplace)
+MUL_ = prim("mul_", lambda a, b: np.multiply(a, b, out=a), cost=_ew(), inplace=True,
+            meta=S.inplace)
+DIV_ = prim("div_", lambda a, b: np.true_divide(a, b, out=a), cost=_ew(), inplace=True,
+            meta=S.inplace)
 
 # ---------------------------------------------------------------- elementwise unary
 
-def _unary(name, fwd, uses, deriv, transcendental=0, k=1):
+def _unary(name, fwd, uses, deriv, transcendental=0, k=1, meta=None):
     """A unary op whose vjp and jvp both multiply by the local derivative `deriv(node)`."""
     return prim(
         name, fwd, uses=(uses,), cost=_ew(k, transcendental),
         vjp=lambda n, g, i: g * deriv(n),
         jvp=lambda p, t: t[0] * deriv(p),
+        meta=meta,
     )
 
 
 NEG = prim("neg", np.negative, uses=((),), cost=_ew(),
-           vjp=lambda n, g, i: -g, jvp=lambda p, t: -t[0])
-EXP = _unary("exp", np.exp, (-1,), lambda n: n.out(), 1)
-LOG = _unary("log", np.log, (0,), lambda n: 1.0 / n.saved[0], 1)
-LOG1P = _unary("log1p", np.log1p, (0,), lambda n: 1.0 / (n.saved[0] + 1.0), 1)
-SQRT = _unary("sqrt", np.sqrt, (-1,), lambda n: 0.5 / n.out(), 1)
-ABS = _unary("abs", np.abs, (0,), lambda n: _call(SIGN, n.saved[0]))
-SIN = _unary("sin", np.sin, (0,), lambda n: _call(COS, n.saved[0]), 1)
-COS = _unary("cos", np.cos, (0,), lambda n: -_call(SIN, n.saved[0]), 1)
-TANH = _unary("tanh", np.tanh, (-1,), lambda n: 1.0 - n.out() * n.out(), 1)
-SIGMOID = _unary("sigmoid", special.expit, (-1,), lambda n: n.out() * (1.0 - n.out()), 1)
+           vjp=lambda n, g, i: -g, jvp=lambda p, t: -t[0], meta=S.same)
+EXP = _unary("exp", np.exp, (-1,), lambda n: n.out(), 1, meta=S.floating)
+LOG = _unary("log", np.log, (0,), lambda n: 1.0 / n.saved[0], 1, meta=S.floating)
+LOG1P = _unary("log1p", np.log1p, (0,), lambda n: 1.0 / (n.saved[0] + 1.0), 1, meta=S.floating)
+SQRT = _unary("sqrt", np.sqrt, (-1,), lambda n: 0.5 / n.out(), 1, meta=S.floating)
+ABS = _unary("abs", np.abs, (0,), lambda n: _call(SIGN, n.saved[0]), meta=S.same)
+SIN = _unary("sin", np.sin, (0,), lambda n: _call(COS, n.saved[0]), 1, meta=S.floating)
+COS = _unary("cos", np.cos, (0,), lambda n: -_call(SIN, n.saved[0]), 1, meta=S.floating)
+TANH = _unary("tanh", np.tanh, (-1,), lambda n: 1.0 - n.out() * n.out(), 1, meta=S.floating)
+SIGMOID = _unary("sigmoid", special.expit, (-1,), lambda n: n.out() * (1.0 - n.out()), 1,
+                 meta=S.floating)
 ERF = _unary("erf", special.erf, (0,),
-             lambda n: (2.0 / math.sqrt(math.pi)) * _call(EXP, -(n.saved[0] * n.saved[0])), 1)
+             lambda n: (2.0 / math.sqrt(math.pi)) * _call(EXP, -(n.saved[0] * n.saved[0])), 1,
+                 meta=S.floating)
 
 
 def _relu_fwd(x):
@@ -276,11 +291,13 @@ RELU = prim(
     "relu", _relu_fwd, uses=((-1,),), cost=_ew(),
     vjp=lambda n, g, i: _call(RELU_BACKWARD, g, n.out()),
     jvp=lambda p, t: _call(RELU_BACKWARD, t[0], p.out()),
+    meta=S.same,
 )
 RELU_BACKWARD = prim(  # linear in g, piecewise constant in out (no gradient flows to out)
     "relu_backward", _relu_backward_fwd, uses=((1,), ()), cost=_ew(),
     vjp=lambda n, g, i: _call(RELU_BACKWARD, g, n.saved[1]) if i == 0 else None,
     jvp=lambda p, t: None if t[0] is None else _call(RELU_BACKWARD, t[0], p.saved[1]),
+    meta=S.binary,
 )
 
 
@@ -353,7 +370,8 @@ def _layer_norm_cost(out, ins, p):
 
 
 LAYER_NORM = prim("layer_norm", _layer_norm_fwd, uses=((0, 1), (0,), ()),
-                  cost=_layer_norm_cost, vjp=_layer_norm_vjp, jvp=_layer_norm_jvp)
+                  cost=_layer_norm_cost, vjp=_layer_norm_vjp, jvp=_layer_norm_jvp,
+                      meta=S.layer_norm)
 
 # ---------------------------------------------------------------- GELU, fused
 
@@ -436,6 +454,7 @@ GELU = prim(
     cost=lambda out, ins, p: (0, (8 if p[0] == "tanh" else 5) * size(out), size(out)),
     vjp=lambda n, g, i: g * _call(GELU_GRAD, n.saved[0], params=n.params),
     jvp=lambda p, t: t[0] * _call(GELU_GRAD, p.saved[0], params=p.params),
+    meta=S.floating,
 )
 GELU_GRAD = prim(
     "gelu_grad", _gelu_grad_fwd, uses=((0,),),
@@ -443,6 +462,7 @@ GELU_GRAD = prim(
                               else (0, 10 * size(out), 2 * size(out))),
     vjp=lambda n, g, i: g * _gelu_grad2(n),
     jvp=lambda p, t: t[0] * _gelu_grad2(p),
+    meta=S.floating,
 )
 
 def _pow_scalar_fwd(x, e):
@@ -479,6 +499,7 @@ POW_SCALAR = prim(
     cost=lambda out, ins, p: (0, size(out), 0 if float(p[0]).is_integer() else size(out)),
     vjp=lambda n, g, i: g * _pow_scalar_deriv(n),
     jvp=lambda p, t: t[0] * _pow_scalar_deriv(p),
+    meta=S.pow_scalar,
 )
 
 
@@ -500,6 +521,7 @@ CLAMP = prim(
     "clamp", _clamp_fwd, uses=((0,),), cost=_ew(),
     vjp=lambda n, g, i: g if _clamp_mask(n) is None else _call(WHERE, _clamp_mask(n), g, 0.0),
     jvp=lambda p, t: t[0] if _clamp_mask(p) is None else _call(WHERE, _clamp_mask(p), t[0], 0.0),
+    meta=S.same,
 )
 
 
@@ -511,6 +533,7 @@ CAST = prim(
     "cast", _cast_fwd, uses=((),), cost=_ew(0),
     vjp=lambda n, g, i: _call(CAST, g, params=n.params[::-1]),
     jvp=lambda p, t: _call(CAST, t[0], params=p.params),
+    meta=S.cast,
 )
 
 
@@ -543,6 +566,7 @@ SUM = prim(
     "sum", _sum_fwd, uses=((),), cost=_reduce_cost,
     vjp=lambda n, g, i: _unreduce(n, g),
     jvp=lambda p, t: _call(SUM, t[0], params=p.params),
+    meta=S.reduce_sum,
 )
 
 
@@ -566,9 +590,11 @@ def _extreme_jvp(p, t):
 
 
 AMAX = prim("amax", lambda x, axes, keepdims: np.amax(x, axis=axes, keepdims=keepdims),
-            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp)
+            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp,
+                meta=S.reduce_same)
 AMIN = prim("amin", lambda x, axes, keepdims: np.amin(x, axis=axes, keepdims=keepdims),
-            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp)
+            uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp,
+                meta=S.reduce_same)
 
 
 def _prod_others_fwd(x, axes):
@@ -593,13 +619,14 @@ def _no_higher_order(name):
 
 
 PROD_OTHERS = prim("prod_others", _prod_others_fwd, uses=((),), cost=_ew(3),
-                   vjp=_no_higher_order("prod"))
+                   vjp=_no_higher_order("prod"), meta=S.prod_others)
 PROD = prim(
     "prod", lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
     uses=((0,),), cost=_reduce_cost,
     vjp=lambda n, g, i: _unreduce(n, g) * _call(PROD_OTHERS, n.saved[0], params=(n.params[0],)),
     jvp=lambda p, t: _call(
         SUM, t[0] * _call(PROD_OTHERS, p.saved[0], params=(p.params[0],)), params=p.params),
+    meta=S.reduce_sum,
 )
 
 
@@ -614,16 +641,18 @@ CUMSUM = prim(
     cost=lambda out, ins, p: (0, size(out) - size(out) // max(out[p[0]], 1) if out else 0, 0),
     vjp=_cumsum_vjp,
     jvp=lambda p, t: _call(CUMSUM, t[0], params=p.params),
+    meta=S.cumsum,
 )
 
 ARGMAX = prim("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
-              cost=_reduce_cost)
+              cost=_reduce_cost, meta=S.arg_reduce)
 ARGMIN = prim("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
-              cost=_reduce_cost)
+              cost=_reduce_cost, meta=S.arg_reduce)
 ALL = prim("all", lambda x, axes, keepdims: np.all(x, axis=axes, keepdims=keepdims),
-           cost=_reduce_cost)  # logical reductions: no gradient, n - 1 ANDs/ORs per output
+           cost=_reduce_cost,
+               meta=S.logical_reduce)  # logical reductions: no gradient, n - 1 ANDs/ORs per output
 ANY = prim("any", lambda x, axes, keepdims: np.any(x, axis=axes, keepdims=keepdims),
-           cost=_reduce_cost)
+           cost=_reduce_cost, meta=S.logical_reduce)
 
 
 # ---------------------------------------------------------------- softmax, fused
@@ -677,11 +706,13 @@ SOFTMAX = prim(
     "softmax", _softmax_fwd, uses=((-1,),), cost=_softmax_cost(0),
     vjp=lambda n, g, i: _softmax_vjp(n.out(), g, n.params[0]),
     jvp=lambda p, t: _softmax_vjp(p.out(), t[0], p.params[0]),
+    meta=S.floating,
 )
 LOG_SOFTMAX = prim(
     "log_softmax", _log_softmax_fwd, uses=((-1,),), cost=_softmax_cost(1),
     vjp=lambda n, g, i: _log_softmax_vjp(n.out(), g, n.params[0]),
     jvp=lambda p, t: t[0] - _row_sum(p.out().exp() * t[0], p.params[0]),
+    meta=S.floating,
 )
 
 # ---------------------------------------------------------------- contractions
@@ -692,18 +723,13 @@ def _matmul_fwd(a, b):
     return np.matmul(a, b)
 
 
-def transposed_gemm(m: int, n: int, a_dtype, b_dtype) -> bool:
-    """Whether _gemm computes an (m, n) product as (b.T @ a.T) into Fortran order."""
-    return m < n and a_dtype == b_dtype
-
-
 def _gemm(a, b):
     """a @ b for 2-D arrays, for F.linear's activations. A result wider than tall is computed
     as b.T @ a.T into a Fortran-ordered array: OpenBLAS runs such shapes up to 1.6x faster
     that way round (docs/performance.md). Not for weight gradients: an optimizer update that
     mixes a Fortran-ordered gradient with a C-ordered parameter is 4x slower."""
     m, n = a.shape[0], b.shape[1]
-    if transposed_gemm(m, n, a.dtype, b.dtype):
+    if S.transposed_gemm(m, n, a.dtype, b.dtype):
         out = np.empty((m, n), dtype=a.dtype, order="F")
         np.matmul(b.T, a.T, out=out.T)
         return out
@@ -722,6 +748,7 @@ MATMUL = prim(
         None if t[0] is None else t[0] @ p.saved[1],
         None if t[1] is None else p.saved[0] @ t[1],
     ),
+    meta=S.matmul,
 )
 
 
@@ -776,7 +803,7 @@ def _linear_jvp(p, t):
 # Billed under the name matmul (the bias add as other FLOPs); a primitive of its own so that
 # dW comes out as one contiguous GEMM and the bias needs no second pass over the output.
 LINEAR = prim("matmul", _linear_fwd, key="linear", uses=((1,), (0,), ()), cost=_linear_cost,
-              vjp=_linear_vjp, jvp=_linear_jvp)
+              vjp=_linear_vjp, jvp=_linear_jvp, meta=S.linear)
 
 
 def _einsum_sizes(spec, in_shapes):
@@ -831,9 +858,11 @@ def _einsum_uses(k):
 
 
 EINSUM = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1], optimize=len(a) > 2),
-              uses=_einsum_uses(2), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
+              uses=_einsum_uses(2), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp,
+                  meta=S.einsum)
 EINSUM1 = prim("einsum", key="einsum1", forward=lambda *a: np.einsum(a[-1], *a[:-1]),
-               uses=_einsum_uses(1), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp)
+               uses=_einsum_uses(1), cost=_einsum_cost, vjp=_einsum_vjp, jvp=_einsum_jvp,
+                   meta=S.einsum)
 
 
 # ---------------------------------------------------------------- shape and movement
@@ -846,11 +875,13 @@ RESHAPE = prim(
     "reshape", _reshape_fwd, uses=((),), view=True,
     vjp=lambda n, g, i: g.reshape(n.in_shapes[0]),
     jvp=lambda p, t: t[0].reshape(p.params[0]),
+    meta=S.reshape,
 )
 PERMUTE = prim(
     "permute", lambda x, axes: np.transpose(x, axes), uses=((),), view=True,
     vjp=lambda n, g, i: _call(PERMUTE, g, params=(tuple(np.argsort(n.params[0])),)),
     jvp=lambda p, t: _call(PERMUTE, t[0], params=p.params),
+    meta=S.permute,
 )
 def _expand_fwd(x, shape):
     """np.broadcast_to, built directly as a strided view when x is contiguous (8x faster)."""
@@ -874,16 +905,19 @@ EXPAND = prim(
     "expand", _expand_fwd, uses=((),), view=True,
     vjp=lambda n, g, i: g,  # the engine sums it back to the input's shape
     jvp=lambda p, t: t[0].broadcast_to(p.params[0]),
+    meta=S.expand,
 )
 FLIP = prim(
     "flip", lambda x, axes: np.flip(x, axes), uses=((),), view=True,
     vjp=lambda n, g, i: _call(FLIP, g, params=n.params),
     jvp=lambda p, t: _call(FLIP, t[0], params=p.params),
+    meta=S.flip,
 )
 ROLL = prim(
     "roll", lambda x, shifts, axes: np.roll(x, shifts, axes), uses=((),),
     vjp=lambda n, g, i: _call(ROLL, g, params=(tuple(-s for s in n.params[0]), n.params[1])),
     jvp=lambda p, t: _call(ROLL, t[0], params=p.params),
+    meta=S.roll,
 )
 
 
@@ -908,16 +942,19 @@ def _index_vjp(n, g, i):
 GETITEM = prim(
     "getitem", _index_fwd, uses=((),), view=True, vjp=_index_vjp,
     jvp=lambda p, t: _call(GETITEM, t[0], params=p.params),
+    meta=S.getitem,
 )
 INDEX = prim(
     "index", _index_fwd, uses=((),), vjp=_index_vjp,
     jvp=lambda p, t: _call(INDEX, t[0], params=p.params),
+    meta=S.index,
 )
 INDEX_PUT = prim(
     "index_put", _index_put_fwd, uses=((),),
     cost=lambda out, ins, p: (0, size(ins[0]) if p[2] else 0, 0),
     vjp=lambda n, g, i: _call(INDEX if n.params[2] else GETITEM, g, params=(n.params[1],)),
     jvp=lambda p, t: _call(INDEX_PUT, t[0], params=p.params),
+    meta=S.index_put,
 )
 
 
@@ -941,7 +978,7 @@ def _zeros_like(x):
     return D.Tensor(np.zeros(np.shape(D._data(x)), dtype=np.result_type(D._data(x))))
 
 
-CAT = prim("cat", _cat_fwd, uses=(), vjp=_cat_vjp, jvp=_cat_jvp)
+CAT = prim("cat", _cat_fwd, uses=(), vjp=_cat_vjp, jvp=_cat_jvp, meta=S.cat)
 
 
 def _pad_fwd(x, widths, value):
@@ -956,6 +993,7 @@ def _pad_vjp(n, g, i):
 PAD = prim(
     "pad", _pad_fwd, uses=((),), vjp=_pad_vjp,
     jvp=lambda p, t: _call(PAD, t[0], params=(p.params[0], 0)),
+    meta=S.pad,
 )
 
 
@@ -989,10 +1027,17 @@ UNFOLD = prim(
     "unfold", _unfold_fwd, uses=((),),
     vjp=lambda n, g, i: _call(FOLD, g, params=(n.in_shapes[0],) + n.params),
     jvp=lambda p, t: _call(UNFOLD, t[0], params=p.params),
+    meta=S.unfold,
 )
 FOLD = prim(
     "fold", _fold_fwd, uses=((),),
     cost=lambda out, ins, p: (0, size(ins[0]), 0),
     vjp=lambda n, g, i: _call(UNFOLD, g, params=n.params[1:]),
     jvp=lambda p, t: _call(FOLD, t[0], params=p.params),
+    meta=S.fold,
 )
+
+
+_missing = sorted(op.name for op in REGISTRY.values() if op.meta is None)
+if _missing:  # pragma: no cover - guarded by a test as well
+    raise RuntimeError(f"primitives without a shape rule: {_missing}")

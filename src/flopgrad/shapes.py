@@ -1,5 +1,7 @@
 """Shape rules: what each primitive of `ops` produces on meta arrays (shape, dtype, strides).
 
+Each primitive names its rule where it is declared (`prim(..., meta=shapes.binary)`).
+
 Each rule takes the same arguments as the op's forward and returns a MetaArray; views
 return views (sharing the input's virtual buffer) exactly where NumPy does, so the bytes
 and memory of a meta bill match a real one. Rules raise the same kinds of errors as NumPy
@@ -12,7 +14,6 @@ import math
 
 import numpy as np
 
-from flopgrad import ops as O
 from flopgrad.backend import (
     MetaArray,
     advanced_index_shape,
@@ -131,9 +132,14 @@ def matmul(a, b):
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
+def transposed_gemm(m: int, n: int, a_dtype, b_dtype) -> bool:
+    """Whether ops._gemm computes an (m, n) product as (b.T @ a.T) into Fortran order."""
+    return m < n and a_dtype == b_dtype
+
+
 def _gemm(m, n, a_dtype, b_dtype) -> MetaArray:
     dtype = np.result_type(a_dtype, b_dtype)
-    if O.transposed_gemm(m, n, a_dtype, b_dtype):  # Fortran order, as ops._gemm returns
+    if transposed_gemm(m, n, a_dtype, b_dtype):  # Fortran order, as ops._gemm returns
         return MetaArray((m, n), dtype, strides=(dtype.itemsize, max(m, 1) * dtype.itemsize))
     return _new((m, n), dtype)
 
@@ -260,32 +266,3 @@ def unfold(x, kh, kw, stride, dilation):
 def fold(cols, in_shape, kh, kw, stride, dilation):
     return _new(in_shape, cols.dtype)
 
-
-RULES = {
-    O.ADD: binary, O.SUB: binary, O.MUL: binary, O.DIV: true_divide, O.POW: binary,
-    O.MAXIMUM: binary, O.MINIMUM: binary,
-    O.ADD_: inplace, O.SUB_: inplace, O.MUL_: inplace, O.DIV_: inplace,
-    O.EQ: compare, O.NE: compare, O.LT: compare, O.LE: compare, O.GT: compare, O.GE: compare,
-    O.LOGICAL_AND: compare, O.LOGICAL_OR: compare, O.LOGICAL_NOT: logical_not,
-    O.SIGN: same, O.WHERE: where, O.RELU_BACKWARD: binary,
-    O.NEG: same, O.ABS: same, O.RELU: same, O.CLAMP: same,
-    O.EXP: floating, O.LOG: floating, O.LOG1P: floating, O.SQRT: floating, O.SIN: floating,
-    O.COS: floating, O.TANH: floating, O.GELU: floating, O.GELU_GRAD: floating,
-    O.SOFTMAX: floating, O.LOG_SOFTMAX: floating, O.LAYER_NORM: layer_norm,
-    O.SIGMOID: floating, O.ERF: floating,
-    O.POW_SCALAR: pow_scalar, O.CAST: cast,
-    O.SUM: reduce_sum, O.AMAX: reduce_same, O.AMIN: reduce_same, O.PROD: reduce_sum,
-    O.PROD_OTHERS: prod_others, O.CUMSUM: cumsum, O.ARGMAX: arg_reduce, O.ARGMIN: arg_reduce,
-    O.ALL: logical_reduce, O.ANY: logical_reduce,
-    O.MATMUL: matmul, O.LINEAR: linear, O.EINSUM: einsum, O.EINSUM1: einsum,
-    O.RESHAPE: reshape, O.PERMUTE: permute, O.EXPAND: expand, O.FLIP: flip, O.ROLL: roll,
-    O.GETITEM: getitem, O.INDEX: index, O.INDEX_PUT: index_put, O.CAT: cat, O.PAD: pad,
-    O.UNFOLD: unfold, O.FOLD: fold,
-}
-
-for _op, _rule in RULES.items():
-    _op.meta = _rule
-
-missing = sorted(set(O.REGISTRY.values()) - set(RULES), key=lambda op: op.name)
-if missing:  # pragma: no cover - guarded by a test as well
-    raise RuntimeError(f"ops without a shape rule: {[op.name for op in missing]}")
