@@ -284,3 +284,23 @@ def test_gradcheck_names_the_input():
     b = t64([0.5, 0.25], True)
     with pytest.raises(fg.GradcheckError, match=r"d input 1\["):
         fg.gradcheck(lambda u, v: u + WrongSquare.apply(v), (a, b))
+
+
+def test_saved_inputs_come_back_as_tensors_so_a_function_is_twice_differentiable():
+    class Cube3(fg.Function):  # backward written with flopgrad ops on the saved input
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x, x * 0 + 7.0)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            x, seven = ctx.saved_tensors
+            assert isinstance(x, fg.Tensor) and isinstance(seven, fg.Tensor)
+            assert not seven.requires_grad  # not an input: a constant
+            return g * 3 * x ** 2
+
+    x = t64([1.5, -2.0], True)
+    (g1,) = fg.grad(Cube3.apply(x).sum(), x, create_graph=True)  # 3x^2
+    (g2,) = fg.grad(g1.sum(), x)  # 6x
+    assert g1.tolist() == [6.75, 12.0] and g2.tolist() == [9.0, -12.0]

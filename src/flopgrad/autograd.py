@@ -6,6 +6,7 @@ and runs each input slot's vjp, which is itself made of dispatched, counted prim
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 
@@ -772,6 +773,7 @@ class FunctionCtx:
         self.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in inputs)
         self._inputs = inputs  # only while forward runs
         self._watched: list = []  # (what, shape, version counter, version when saved)
+        self._saved_inputs: dict = {}  # saved slot -> the input Tensor it is
 
     def save_for_backward(self, *arrays) -> None:
         """Keep arrays for backward. An input (or the output) whose values are saved is
@@ -786,9 +788,27 @@ class FunctionCtx:
         """
         self.saved_tensors = arrays
         self._watched = []
+        # a saved input comes back to backward as that input tensor (so a backward written
+        # with flopgrad ops can be differentiated again); remember which slot is which
+        self._saved_inputs = {k: t for k, a in enumerate(arrays) for t in self._inputs
+                              if isinstance(t, Tensor) and a is t._data}
         for k, t in enumerate(self._inputs):
             if isinstance(t, Tensor):
                 self._watch(f"input {k}", t)
+
+    @contextlib.contextmanager
+    def _as_tensors(self):
+        """Inside backward and jvp, saved_tensors are Tensors, as in PyTorch: a saved input is
+        that input tensor (differentiable again under create_graph), anything else a constant."""
+        arrays = self.saved_tensors
+        self.saved_tensors = tuple(
+            self._saved_inputs[k] if k in self._saved_inputs
+            else a if isinstance(a, Tensor) else Tensor(np.asarray(a))
+            for k, a in enumerate(arrays))
+        try:
+            yield
+        finally:
+            self.saved_tensors = arrays
 
     def _watch(self, what: str, t: Tensor) -> None:
         if any(isinstance(a, np.ndarray) and np.may_share_memory(a, t._data)
@@ -801,7 +821,10 @@ class Function:
 
     forward(ctx, *arrays) gets NumPy arrays and returns one; backward(ctx, grad) gets a
     Tensor and returns one gradient per input (Tensors, arrays or None), preferably built
-    from flopgrad ops so its cost is billed. An optional jvp(ctx, *tangents) (None for an
+    from flopgrad ops so its cost is billed. In backward (and jvp) `ctx.saved_tensors` are
+    Tensors, as in PyTorch: a saved input comes back as that input tensor, so a backward
+    built from flopgrad ops can itself be differentiated (create_graph, hessians); other
+    saved arrays come back as constants. An optional jvp(ctx, *tangents) (None for an
     input without tangent) gives forward mode; without it forward mode through the op raises.
     Declare `cost(out_shape, in_shapes)` returning (tensor_flops, other_flops,
     transcendentals); without it the bill lists the op as unknown.
@@ -815,7 +838,7 @@ class Function:
     ...     @staticmethod
     ...     def backward(ctx, g):
     ...         (x,) = ctx.saved_tensors
-    ...         return g * 3 * fg.tensor(x) ** 2
+    ...         return g * 3 * x ** 2
     ...     @staticmethod
     ...     def cost(out_shape, in_shapes):
     ...         return (0, 2 * fg.ops.size(out_shape), 0)
@@ -857,7 +880,8 @@ class Function:
         for what, shape, counter, version in ctx._watched:
             if counter[0] != version:
                 raise RuntimeError(_inplace_message(cls.__name__, what, shape, counter[0], version))
-        gs = cls.backward(ctx, g)
+        with ctx._as_tensors():
+            gs = cls.backward(ctx, g)
         gs = tuple(gs) if isinstance(gs, tuple | list) else (gs,)
         if len(gs) != n_inputs:
             raise RuntimeError(
@@ -885,7 +909,8 @@ class Function:
                 raise NotImplementedError(
                     f"{cls.__name__} defines no jvp(ctx, *tangents), so forward mode (fg.jvp, "
                     "jacfwd, hvp, gradcheck with check_jvp=True) cannot go through it")
-            out = user_jvp(p.params[0], *t)
+            with p.params[0]._as_tensors():
+                out = user_jvp(p.params[0], *t)
             return out if out is None or isinstance(out, Tensor) else Tensor(np.asarray(out))
 
         user_cost = getattr(cls, "cost", None)
