@@ -711,6 +711,26 @@ def _layer_norm(shape, n_dims, affine, dtype=np.float32, item=F32):
 case("layer_norm", "4x6-affine")(_layer_norm((4, 6), 1, True))
 case("layer_norm", "2x3x4-last-two-f64")(_layer_norm((2, 3, 4), 2, False, np.float64, F64))
 
+
+# cross_entropy (class indices, fused): log_softmax's 5n - N, then the pick and reduction:
+# sum over N rows (N - 1), / N and negate for "mean"; N - 1 and negate for "sum"; N negations
+# for "none". Transcendentals: n exps and N logs. Bytes: the logits read, the loss written.
+def _cross_entropy(shape, reduction, dtype=np.float32, item=F32):
+    def fn():
+        x = real(*shape, dtype=dtype)
+        y = np.arange(shape[0]) % shape[1]
+        row = the(run(lambda: F.cross_entropy(x, y, reduction=reduction)), "cross_entropy")
+        k, rows = n(shape), shape[0]
+        pick = {"mean": rows + 1, "sum": rows, "none": rows}[reduction]
+        out = rows if reduction == "none" else 1
+        return row, (0, 5 * k - rows + pick, k + rows, (k + out) * item)
+    return fn
+
+
+case("cross_entropy", "4x3-mean")(_cross_entropy((4, 3), "mean"))
+case("cross_entropy", "5x7-sum-f64")(_cross_entropy((5, 7), "sum", np.float64, F64))
+case("cross_entropy", "2x6-none")(_cross_entropy((2, 6), "none"))
+
 # ---------------------------------------------------------------- the tests
 
 @pytest.mark.parametrize("name", sorted(fg.ops.REGISTRY))

@@ -715,6 +715,58 @@ LOG_SOFTMAX = prim(
     meta=S.floating,
 )
 
+
+# cross-entropy of (N, C) logits against class indices (a static param, like an index), fused
+# as PyTorch's is: forward is log_softmax and the pick; the gradient is softmax - onehot.
+
+def _cross_entropy_fwd(x, target, reduction):
+    picked = _log_softmax_fwd(x, 1)[np.arange(x.shape[0]), target]
+    if reduction == "mean":
+        return -(picked.sum() / x.shape[0])
+    return -picked.sum() if reduction == "sum" else -picked
+
+
+def _cross_entropy_cost(out, ins, p):
+    n_rows, n = ins[0][0], size(ins[0])
+    log_softmax = 5 * n - n_rows  # amax, sub, exp, sum, log, sub (see _softmax_cost)
+    pick = {"mean": n_rows + 1, "sum": n_rows, "none": n_rows}[p[1]]  # sum, / N, negate
+    return (0, log_softmax + pick, n + n_rows)
+
+
+def _onehot(x, target):
+    hot = np.zeros(np.shape(D._data(x)), dtype=np.result_type(D._data(x)))
+    hot[np.arange(hot.shape[0]), target] = 1
+    return hot
+
+
+def _per_row(g, reduction, n_rows):
+    """The loss's gradient as a factor per row of the logits."""
+    if reduction == "mean":
+        return g / n_rows
+    return g if reduction == "sum" else g.reshape(n_rows, 1)
+
+
+def _cross_entropy_vjp(n, g, i):
+    x, (target, reduction) = n.saved[0], n.params
+    return (_call(SOFTMAX, x, params=(1,)) - _onehot(x, target)) * _per_row(
+        g, reduction, n.in_shapes[0][0])
+
+
+def _cross_entropy_jvp(p, t):
+    x, (target, reduction) = p.saved[0], p.params
+    rows = np.arange(np.shape(D._data(x))[0])
+    per = (_call(SOFTMAX, x, params=(1,)) * t[0]).sum(1) - _call(
+        INDEX, t[0], params=((rows, target),))
+    if reduction == "mean":
+        return per.sum() / len(rows)
+    return per.sum() if reduction == "sum" else per
+
+
+CROSS_ENTROPY = prim(
+    "cross_entropy", _cross_entropy_fwd, uses=((0,),), cost=_cross_entropy_cost,
+    vjp=_cross_entropy_vjp, jvp=_cross_entropy_jvp, meta=S.cross_entropy,
+)
+
 # ---------------------------------------------------------------- contractions
 
 def _matmul_fwd(a, b):

@@ -474,10 +474,17 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
+    tgt = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if (logits.ndim == 2 and weight is None and not label_smoothing
+            and isinstance(tgt, np.ndarray) and tgt.dtype.kind in "iu" and tgt.shape[:1]
+            == logits.shape[:1] and tgt.ndim == 1 and not (tgt == ignore_index).any()
+            and reduction in ("mean", "sum", "none")):  # the common case: one primitive
+        if tgt.size and (tgt.min() < 0 or tgt.max() >= logits.shape[1]):
+            raise IndexError(f"cross_entropy: target out of range [0, {logits.shape[1]})")
+        return apply(O.CROSS_ENTROPY, (logits,), (tgt, reduction))
     class_dim = 0 if logits.ndim == 1 else 1
     logp = logits.log_softmax(class_dim)
     n_classes = logits.shape[class_dim]
-    tgt = target._data if isinstance(target, Tensor) else np.asarray(target)
     wshape = [1] * logits.ndim
     wshape[class_dim] = n_classes
     if tgt.dtype.kind == "f":  # class probabilities
