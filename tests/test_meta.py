@@ -111,3 +111,23 @@ def test_meta_shape_errors_match_real_ones():
         a @ b
     with pytest.raises(fg.ShapeError, match="add"):
         a + b
+
+
+def test_meta_backward_of_fused_ops_allocates_no_data():
+    import tracemalloc
+
+    rows, classes = 4096, 1_000_000  # 16 GB per float32 array of this shape
+    targets = np.arange(rows) % classes
+    with fg.meta():
+        logits = fg.randn(rows, classes, requires_grad=True)
+        w = fg.ones(classes, requires_grad=True)
+    tracemalloc.start()
+    try:
+        h = F.layer_norm(F.gelu(logits, approximate="tanh"), (classes,), w) ** 0
+        loss = F.cross_entropy(h.softmax(-1) + logits.log_softmax(-1), targets)
+        loss.backward()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert logits.grad.is_meta and logits.grad.shape == (rows, classes)
+    assert peak < 50e6, f"meta backward allocated {peak / 1e6:.0f} MB"

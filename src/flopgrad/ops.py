@@ -27,6 +27,7 @@ from scipy import special
 
 from flopgrad import dispatch as D
 from flopgrad import shapes as S
+from flopgrad.backend import zeros_like
 
 REGISTRY: dict[str, Op] = {}
 
@@ -734,8 +735,9 @@ def _cross_entropy_cost(out, ins, p):
 
 
 def _onehot(x, target):
-    hot = np.zeros(np.shape(D._data(x)), dtype=np.result_type(D._data(x)))
-    hot[np.arange(hot.shape[0]), target] = 1
+    hot = zeros_like(D._data(x))
+    if type(hot) is np.ndarray:  # a meta array has no data to set
+        hot[np.arange(hot.shape[0]), target] = 1
     return hot
 
 
@@ -1027,7 +1029,8 @@ def _cat_jvp(p, t):
 
 
 def _zeros_like(x):
-    return D.Tensor(np.zeros(np.shape(D._data(x)), dtype=np.result_type(D._data(x))))
+    data = D._data(x)
+    return D.Tensor(zeros_like(data if hasattr(data, "dtype") else np.asarray(data)))
 
 
 CAT = prim("cat", _cat_fwd, uses=(), vjp=_cat_vjp, jvp=_cat_jvp, meta=S.cat)
