@@ -761,3 +761,19 @@ def test_scaled_inplace_add_matches_torch(dtype):
     np.testing.assert_allclose(fg.tensor(a).sub_(strided, alpha=2.0).numpy(), want, rtol=1e-6,
                                atol=1e-6)
     np.testing.assert_allclose(fg.tensor(a).add_(1.5, alpha=2.0).numpy(), a + 3.0, rtol=1e-6)
+
+
+def test_layer_norm_graph_has_no_reference_cycles_under_create_graph():
+    x = fg.tensor(np.linspace(-1.0, 1.0, 8).reshape(2, 4), requires_grad=True)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y = fg.nn.functional.layer_norm(x, (4,))
+        loss = (y * y * y).sum()
+        refs = [weakref.ref(y.grad_fn), weakref.ref(loss.grad_fn)]
+        (g,) = fg.grad(loss, x, create_graph=True)
+        del y, loss, g
+        assert all(r() is None for r in refs)
+    finally:
+        if was_enabled:
+            gc.enable()

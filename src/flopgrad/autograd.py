@@ -229,11 +229,6 @@ def _inplace_message(op_name: str, which: str, shape, version: int, expected: in
         "Use an out-of-place op, or .clone() the tensor before modifying it.")
 
 
-# One scratch dict per running backward pass, for vjp rules that compute every input's
-# gradient at once (Function.backward); it dies with the pass, so nothing is cached across.
-_PASS_MEMOS: list[dict] = []
-
-
 def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: bool,
          targets: Sequence | None, accumulate: bool) -> dict:
     """Back-propagate root_grads from roots and return {id(tensor): [tensor, gradient]}.
@@ -266,7 +261,6 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
     saved_state = State.grad_enabled, State.phase, State.scope, State.role, State.grad_of
     State.grad_enabled = create_graph
     State.phase = "backward"
-    _PASS_MEMOS.append({})
     try:
         for n in order:
             g = buffers.pop(n, None)
@@ -302,12 +296,13 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                     buffers[p] = gi if prev is None else prev + gi
                 else:
                     _add(found, p, gi)
+            n.memo = None  # shared only between this node's slots, never kept past them
             if not retain_graph:
                 if billing:
                     release(n)
                 else:
                     n.released = n.saved is not None or n.out_data is not None
-                    n.saved = n.out_data = n.memo = None
+                    n.saved = n.out_data = None
         State.role = State.grad_of = None
         for entry in found.values():
             t, g = entry
@@ -317,7 +312,6 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
             if accumulate:
                 _accumulate(t, g, create_graph, handed_out)
     finally:
-        _PASS_MEMOS.pop()
         State.grad_enabled, State.phase, State.scope, State.role, State.grad_of = saved_state
     return found
 
@@ -389,8 +383,9 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
         if type(out._data) is MetaArray:
             return Tensor(MetaArray(out._data.shape, out._data.dtype))
         t = Tensor.__new__(Tensor)
+        seed = np.array(1, dtype=out._data.dtype)
         t._data, t._node, t._tangent, t.grad, t._version = (
-            np.array(1, dtype=out._data.dtype).reshape(out._data.shape), None, None, None, [0])
+            seed if out._data.ndim == 0 else seed.reshape(out._data.shape), None, None, None, [0])
         t.requires_grad = False
         return t
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
@@ -896,11 +891,13 @@ class Function:
             return np.asarray(cls.forward(a[-1], *a[:-1]))
 
         def vjp(n, g, i):
-            memo = _PASS_MEMOS[-1]  # the user's backward runs once per node and pass
-            grads = memo.get(n)
-            if grads is None:
-                grads = memo[n] = cls._gradients(n.params[0], g, len(n.in_shapes))
-            return grads[i]
+            # the user's backward runs once per node and pass: every slot's gradient is kept
+            # in the node's memo, keyed by this pass's gradient (freed with the node's saved)
+            memo = n.memo
+            if memo is None or memo[0] is not g or memo[1] != State.grad_enabled:
+                memo = n.memo = (g, State.grad_enabled,
+                                 cls._gradients(n.params[0], g, len(n.in_shapes)))
+            return memo[2][i]
 
         user_jvp = getattr(cls, "jvp", None)
 
