@@ -68,6 +68,17 @@ def make_data(name: str, seed: int = 0):
     return rng.integers(0, cfg["vocab"], shape), rng.integers(0, cfg["vocab"], shape)
 
 
+def _sgd_step(opt, loss_fn):
+    """One training step (flopgrad and PyTorch share the optimizer API); returns the loss."""
+    def step():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
 # ---------------------------------------------------------------- flopgrad
 
 def flopgrad_step(name: str, seed: int = 0):
@@ -88,15 +99,7 @@ def flopgrad_step(name: str, seed: int = 0):
         def loss_fn():
             return model(idx, tgt)[1]
     opt = fg.optim.SGD(model.parameters(), lr=LR)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step, lambda: {k: p._data for k, p in model.named_parameters()}
+    return _sgd_step(opt, loss_fn), lambda: {k: p._data for k, p in model.named_parameters()}
 
 
 # ---------------------------------------------------------------- PyTorch eager
@@ -197,14 +200,7 @@ def torch_step(name: str, init: dict, seed: int = 0):
         def loss_fn():
             return model(a, b)
 
-    def step():
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step, lambda: {k: p.detach().numpy() for k, p in params.items()}
+    return _sgd_step(opt, loss_fn), lambda: {k: p.detach().numpy() for k, p in params.items()}
 
 
 # ---------------------------------------------------------------- hand-written NumPy

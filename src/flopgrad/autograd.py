@@ -891,13 +891,11 @@ class Function:
             return np.asarray(cls.forward(a[-1], *a[:-1]))
 
         def vjp(n, g, i):
-            # the user's backward runs once per node and pass: every slot's gradient is kept
-            # in the node's memo, keyed by this pass's gradient (freed with the node's saved)
-            memo = n.memo
-            if memo is None or memo[0] is not g or memo[1] != State.grad_enabled:
-                memo = n.memo = (g, State.grad_enabled,
-                                 cls._gradients(n.params[0], g, len(n.in_shapes)))
-            return memo[2][i]
+            # the user's backward runs once per node: every slot's gradient is kept in the
+            # node's memo, which the engine clears once the node's slots have run
+            if n.memo is None:
+                n.memo = cls._gradients(n.params[0], g, len(n.in_shapes))
+            return n.memo[i]
 
         user_jvp = getattr(cls, "jvp", None)
 

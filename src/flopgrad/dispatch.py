@@ -209,7 +209,7 @@ def release(node: Node) -> None:
     for ledger in State.listeners:
         ledger.on_release(node)
     node.released = node.saved is not None or node.out_data is not None
-    node.saved = node.out_data = node.memo = None
+    node.saved = node.out_data = None
 
 
 def track_alloc(arr: np.ndarray) -> None:

@@ -316,23 +316,26 @@ def _layer_norm_fwd(x, w, b, n_dims, eps):
     return out
 
 
-def _layer_norm_stats(n, g):
-    """(xhat, rstd) with flopgrad ops, computed once per backward pass for all three slots."""
-    key = (g, D.State.grad_enabled)  # a create_graph pass needs stats that carry a graph
-    if n.memo is None or n.memo[0] is not g or n.memo[1] != key[1]:
-        x, (n_dims, eps) = n.saved[0], n.params
-        dims = tuple(range(x.ndim - n_dims, x.ndim))
-        centered = x - x.mean(dims, keepdim=True)
-        rstd = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
-        n.memo = (*key, centered * rstd, rstd)
-    return n.memo[2], n.memo[3]
+def _normalized(x, n_dims, eps):
+    """(xhat, rstd) of x over its last n_dims dims, with flopgrad ops (differentiable)."""
+    dims = tuple(range(x.ndim - n_dims, x.ndim))
+    centered = x - x.mean(dims, keepdim=True)
+    rstd = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+    return centered * rstd, rstd
+
+
+def _layer_norm_stats(n):
+    """(xhat, rstd), computed once for all three slots (the engine clears n.memo after)."""
+    if n.memo is None:
+        n.memo = _normalized(n.saved[0], *n.params)
+    return n.memo
 
 
 def _layer_norm_vjp(n, g, i):
     lead = tuple(range(g.ndim - n.params[0]))
     if i == 2:  # d bias
         return g.sum(lead) if lead else g
-    xhat, rstd = _layer_norm_stats(n, g)
+    xhat, rstd = _layer_norm_stats(n)
     if i == 1:  # d weight
         return (g * xhat).sum(lead) if lead else g * xhat
     dims = tuple(range(g.ndim - n.params[0], g.ndim))
@@ -344,11 +347,9 @@ def _layer_norm_vjp(n, g, i):
 
 def _layer_norm_jvp(p, t):
     x, w, b = p.saved
-    n_dims, eps = p.params
+    n_dims = p.params[0]
     dims = tuple(range(x.ndim - n_dims, x.ndim))
-    centered = x - x.mean(dims, keepdim=True)
-    rstd = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
-    xhat = centered * rstd
+    xhat, rstd = _normalized(x, *p.params)
     terms = []
     if t[0] is not None:
         tc = t[0] - t[0].mean(dims, keepdim=True)
