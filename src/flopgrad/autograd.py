@@ -168,8 +168,8 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
     return t
 
 
-def _topo(root_nodes: list) -> tuple[list, bool]:
-    """Nodes reachable from the roots, each after all of its consumers (Kahn's order),
+def _consumers(root_nodes: list) -> tuple[dict, bool]:
+    """For every node reachable from the roots, how many reachable nodes consume its output;
     and whether any leaf reached is an nn.Parameter."""
     deps: dict = {}
     stack = []
@@ -189,10 +189,20 @@ def _topo(root_nodes: list) -> tuple[list, bool]:
                     stack.append(p)
             elif p is not None and not has_param:
                 has_param = isinstance(p, Parameter)
+    return deps, has_param
+
+
+def _sources(root_nodes: list, deps: dict) -> list:
+    """The roots that no other reachable node consumes: where Kahn's order starts."""
     if len(root_nodes) == 1:
-        ready = list(root_nodes)
-    else:
-        ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
+        return list(root_nodes)
+    return [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
+
+
+def _topo(root_nodes: list, deps: dict) -> list:
+    """Nodes reachable from the roots, each after all of its consumers (Kahn's order)."""
+    deps = dict(deps)
+    ready = _sources(root_nodes, deps)
     order = []
     while ready:
         n = ready.pop()
@@ -203,7 +213,7 @@ def _topo(root_nodes: list) -> tuple[list, bool]:
                 deps[p] = left
                 if not left:
                     ready.append(p)
-    return order, has_param
+    return order
 
 
 def _check_saved(n: Node) -> None:
@@ -213,10 +223,10 @@ def _check_saved(n: Node) -> None:
             "first backward. Pass retain_graph=True to the first backward() (or fg.grad) if you "
             "need to go through the graph again.")
     if n.versions is not None:
-        for i, t in enumerate(n.saved):
-            if isinstance(t, Tensor) and t._version[0] != n.versions[i]:
+        for i, version, expected in n.versions:
+            if version[0] != expected:
                 raise RuntimeError(_inplace_message(
-                    n.op.name, f"input {i}", n.in_shapes[i], t._version[0], n.versions[i]))
+                    n.op.name, f"input {i}", n.in_shapes[i], version[0], expected))
     if n.out_data is not None and n.out_version[0] != 0:
         raise RuntimeError(_inplace_message(
             n.op.name, "its output", np.shape(n.out_data), n.out_version[0], 0))
@@ -254,15 +264,25 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
         prev = buffers.get(r._node)
         buffers[r._node] = g if prev is None else prev + g
         root_nodes.append(r._node)
-    order, has_param = _topo(root_nodes)
+    deps, has_param = _consumers(root_nodes)
     billing = bool(State.listeners)
-    useful = _useful(order, target_ids, target_nodes) if targets is not None else None
+    useful = None
+    if targets is not None:
+        useful = _useful(_topo(root_nodes, deps), target_ids, target_nodes)
+    ready = _sources(root_nodes, deps)  # Kahn's order, run as the nodes become ready
 
     saved_state = State.grad_enabled, State.phase, State.scope, State.role, State.grad_of
     State.grad_enabled = create_graph
     State.phase = "backward"
     try:
-        for n in order:
+        while ready:
+            n = ready.pop()
+            for p in n.parents:
+                if type(p) is Node:
+                    left = deps[p] - 1
+                    deps[p] = left
+                    if not left:
+                        ready.append(p)
             g = buffers.pop(n, None)
             if g is None:
                 continue

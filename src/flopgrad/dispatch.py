@@ -179,11 +179,12 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
                     continue
                 if node.saved is None:
                     node.saved = [None] * len(args)
-                    node.versions = [0] * len(args)
                 a = args[j]
                 node.saved[j] = a
-                if isinstance(a, Tensor):
-                    node.versions[j] = a._version[0]  # checked by backward (in-place edits)
+                if isinstance(a, Tensor):  # backward checks the version (in-place edits)
+                    if node.versions is None:
+                        node.versions = []
+                    node.versions.append((j, a._version, a._version[0]))
     node.weight_level = 0
     if State.listeners:
         node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
