@@ -154,7 +154,7 @@ def _sum_to(g: Tensor, shape: tuple, n: Node, i: int) -> Tensor:
 def _own(g: Tensor, handed_out: set) -> Tensor:
     """A detached gradient whose buffer no other tensor shares (safe for in-place updates)."""
     arr = g._data
-    if not arr.flags.writeable or id(arr) in handed_out or arr.base is not None:
+    if id(arr) in handed_out or arr.base is not None or not arr.flags.writeable:
         arr = arr.copy()
         if State.listeners:
             track_alloc(arr)
@@ -277,14 +277,13 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
     try:
         while ready:
             n = ready.pop()
-            for p in n.parents:
-                if type(p) is Node:
-                    left = deps[p] - 1
-                    deps[p] = left
-                    if not left:
-                        ready.append(p)
             g = buffers.pop(n, None)
-            if g is None:
+            if g is None:  # no gradient reached this node: its parents only lose a consumer
+                for p in n.parents:
+                    if type(p) is Node:
+                        deps[p] -= 1
+                        if not deps[p]:
+                            ready.append(p)
                 continue
             if target_nodes:
                 t = target_nodes.get(n)
@@ -298,6 +297,11 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 if p is None:
                     continue
                 is_node = type(p) is Node
+                if is_node:
+                    left = deps[p] - 1
+                    deps[p] = left
+                    if not left:
+                        ready.append(p)
                 if useful is not None and not (useful.get(p, False) if is_node
                                                else id(p) in target_ids):
                     continue
@@ -307,8 +311,6 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 gi = vjp(n, g, i)
                 if gi is None:
                     continue
-                if not isinstance(gi, Tensor):
-                    gi = Tensor(np.asarray(gi))
                 if gi._data.shape != in_shapes[i]:
                     gi = _sum_to(gi, in_shapes[i], n, i)
                 if is_node:
@@ -375,6 +377,8 @@ def _root_grads(outs: list, gradients, who: str) -> list:
     `gradients` is None, one gradient (for a single output), or a sequence of them.
     """
     if gradients is None:
+        if len(outs) == 1:
+            return [_root_grad(outs[0], None, who)]
         return [_root_grad(o, None, who) for o in outs]
     elif isinstance(gradients, Tensor | np.ndarray) or (
             len(outs) == 1 and _shape(gradients) == outs[0].shape):

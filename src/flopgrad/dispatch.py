@@ -80,9 +80,13 @@ def _data(a):
 
 def apply(op: Op, args: tuple, params: tuple = ()):
     """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
-    if len(args) == 2:  # the common case, unrolled: this line runs for every op
+    n_args = len(args)  # the common cases unrolled: these lines run for every op
+    if n_args == 2:
         a, b = args
         arrays = [a._data if isinstance(a, Tensor) else a, b._data if isinstance(b, Tensor) else b]
+    elif n_args == 1:
+        a = args[0]
+        arrays = [a._data if isinstance(a, Tensor) else a]
     else:
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
     listening = State.listeners
@@ -150,13 +154,6 @@ def _check_inplace(op: Op, args) -> None:
                          ".clone() it first")
 
 
-def _shape_of(a) -> tuple:
-    kind = type(a)
-    if kind is float or kind is int or kind is bool:
-        return ()
-    return a.shape if kind is MetaArray else np.shape(a)
-
-
 def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
     node = _new(Node)
     node.op = op
@@ -164,12 +161,30 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
     node.params = params
     node.in_shapes = in_shapes = []
     for a in arrays:
-        in_shapes.append(a.shape if type(a) is _ndarray else _shape_of(a))
+        kind = type(a)
+        if kind is _ndarray or kind is MetaArray:
+            in_shapes.append(a.shape)
+        elif kind is float or kind is int or kind is bool:
+            in_shapes.append(())
+        else:
+            in_shapes.append(np.shape(a))
     # memo: scratch for a vjp rule that shares work between its input slots in one pass
     node.out_tangent = node.out_data = node.saved = node.versions = node.memo = None
     node.released = False
     node.scope = State.scope
-    uses = op.uses
+    if op.saves:
+        _save(node, op.uses, args, out, parents, out_version)
+    node.weight_level = 0
+    if State.listeners:
+        node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
+                                default=0)
+        for ledger in State.listeners:
+            ledger.on_saved(node)
+    return node
+
+
+def _save(node: Node, uses: tuple, args, out, parents, out_version) -> None:
+    """Keep what the gradients of the inputs that need one will read (out is slot -1)."""
     for i, p in enumerate(parents):
         if p is not None and i < len(uses):
             for j in uses[i]:
@@ -185,13 +200,6 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
                     if node.versions is None:
                         node.versions = []
                     node.versions.append((j, a._version, a._version[0]))
-    node.weight_level = 0
-    if State.listeners:
-        node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
-                                default=0)
-        for ledger in State.listeners:
-            ledger.on_saved(node)
-    return node
 
 
 def weight_level(t) -> int:

@@ -47,6 +47,9 @@ class Op:
     unknown_cost: bool = False  # a user Function that declared no cost
     meta: Callable | None = None  # shape rule on meta arrays (flopgrad.shapes)
 
+    def __post_init__(self) -> None:
+        self.saves = any(self.uses)  # whether backward needs any value at all
+
     def __repr__(self) -> str:
         return f"Op({self.name})"
 
@@ -556,8 +559,8 @@ def _unreduce(n, g):
     in_shape = n.in_shapes[0]
     axes, keepdims = n.params
     if not keepdims and axes is not None:
-        g = _call(RESHAPE, g, params=(_keepdims_shape(in_shape, axes),))
-    return _call(EXPAND, g, params=(in_shape,))
+        g = D.apply(RESHAPE, (g,), (_keepdims_shape(in_shape, axes),))
+    return D.apply(EXPAND, (g,), (in_shape,))
 
 
 def _sum_fwd(x, axes, keepdims):
