@@ -210,7 +210,7 @@ def _select_or_zero(v, c, where: bool):
     v's bits with integer ops. np.where is ~4x slower on irregular masks, and multiplying
     by the mask would turn an inf in v into NaN."""
     ints = np.dtype(f"i{v.itemsize}")
-    out = np.empty(v.shape, v.dtype)
+    out = np.empty_like(v)  # in v's memory order (a transposed GEMM's output is Fortran)
     mask = out.view(ints)
     np.copyto(mask, c)  # 1 where c
     if where:
