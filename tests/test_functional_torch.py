@@ -36,6 +36,7 @@ C = Case
 
 TARGET = np.array([1, 0, 4, 2])  # class indices for (4, 5) logits
 TARGET_IGN = np.array([1, -100, 4, 2])
+TARGET_12 = np.array([1, 0, 4, 2, 3, 3, 0, 1, 4, 4, 2, 0])  # for (12, 5): more rows than classes
 TARGET_IGN2 = np.array([1, 2, 4, 2])  # with ignore_index=2
 TARGET_K = np.array([[0, 4, 2], [1, 1, 3]])  # (2, 3) for (2, 5, 3) logits
 CLASS_W = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
@@ -199,6 +200,8 @@ NORMS = [
 LOSSES = [
     C("cross_entropy", lambda x: F.cross_entropy(x, TARGET),
       lambda x: TF.cross_entropy(x, tt(TARGET)), [real(4, 5)]),
+    C("cross_entropy-short-rows", lambda x: F.cross_entropy(x, TARGET_12),
+      lambda x: TF.cross_entropy(x, tt(TARGET_12)), [real(12, 5)]),
     C("cross_entropy-tensor-target", lambda x: F.cross_entropy(x, ft(TARGET)),
       lambda x: TF.cross_entropy(x, tt(TARGET)), [real(4, 5)]),
     C("cross_entropy-sum", lambda x: F.cross_entropy(x, TARGET, reduction="sum"),

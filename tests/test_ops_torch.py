@@ -267,6 +267,10 @@ REDUCTIONS = [
     C("softmax-3d", lambda a: a.softmax(1), lambda a: a.softmax(1), [real(2, 3, 4)]),
     C("softmax-large", lambda a: a.softmax(-1), lambda a: a.softmax(-1),
       [fixed([[1000.0, 999.0, -5.0], [-1000.0, -1001.0, -1000.5]])]),
+    # more rows than classes: the row reductions run on the transposed copy
+    C("softmax-short-rows", lambda a: a.softmax(-1), lambda a: a.softmax(-1), [real(12, 5)]),
+    C("log_softmax-short-rows", lambda a: a.log_softmax(1), lambda a: a.log_softmax(1),
+      [real(12, 5)]),
     C("log_softmax-last", lambda a: a.log_softmax(-1), lambda a: a.log_softmax(-1),
       [real(3, 4)]),
     C("log_softmax-dim0", lambda a: fg.log_softmax(a, 0), lambda a: torch.log_softmax(a, 0),
@@ -586,6 +590,15 @@ NAN_CASES = [
       [fixed([[-np.inf, 1.0, 2.0], [0.5, 0.0, -np.inf]])]),
     C("log_softmax-all-neg-inf-row", lambda x: x.log_softmax(-1), lambda x: x.log_softmax(-1),
       [fixed([[-np.inf, -np.inf], [0.5, 1.0]])]),
+    C("softmax-short-rows-neg-inf", lambda x: x.softmax(-1), lambda x: x.softmax(-1),
+      [fixed([[-np.inf, 1.0], [-np.inf, -np.inf], [0.5, 2.0], [np.inf, 0.0], [3.0, -np.inf]])]),
+    C("log_softmax-short-rows-neg-inf", lambda x: x.log_softmax(-1),
+      lambda x: x.log_softmax(-1),
+      [fixed([[-np.inf, 1.0], [-np.inf, -np.inf], [0.5, 2.0], [1.0, 0.0], [3.0, -np.inf]])]),
+    C("softmax-pos-inf", lambda x: x.softmax(-1), lambda x: x.softmax(-1),
+      [fixed([[np.inf, 1.0, 2.0], [0.0, 1.0, 2.0]])]),
+    C("log_softmax-pos-inf", lambda x: x.log_softmax(-1), lambda x: x.log_softmax(-1),
+      [fixed([[np.inf, 1.0, 2.0], [0.0, 1.0, 2.0]])]),
     C("logsumexp-neg-inf", lambda x: x.logsumexp(-1), lambda x: x.logsumexp(-1),
       [fixed([[-np.inf, 1.0, 2.0], [-np.inf, -np.inf, -np.inf]])]),
     C("logsumexp-pos-inf", lambda x: x.logsumexp(-1), lambda x: x.logsumexp(-1),
@@ -595,6 +608,8 @@ NAN_CASES = [
     C("nan-propagates-through-sum", lambda x: x.sum(), lambda x: x.sum(),
       [fixed([1.0, np.nan])]),
     C("relu-nan-passes-gradient", fg.relu, torch.relu, [fixed([np.nan, -1.0, 0.0, 2.0])]),
+    C("relu-inf-and-signed-zero", fg.relu, torch.relu,
+      [fixed([[-np.inf, np.inf, -0.0], [0.0, -2.0, np.nan]])]),
     C("abs-nan", fg.abs, torch.abs, [fixed([np.nan, -1.0, 0.0, 2.0])]),
     C("sign-nan", fg.sign, torch.sign, [fixed([np.nan, -1.0, 0.0, 2.0])], grad=False,
       jvp=False),
@@ -618,6 +633,22 @@ def test_where_gradient_of_unchosen_branch_is_exactly_zero():
     fg.where(ft([True, True, False]), x, y).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0, 0.0])
     np.testing.assert_array_equal(y.grad.numpy(), [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_where_with_zero_is_exact_and_keeps_memory_order(order):
+    """where(c, x, 0.0) masks x's bits: inf, NaN and -0.0 pass where chosen, +0.0 elsewhere."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5))
+    x[0, :4] = [np.inf, -np.inf, np.nan, -0.0]
+    x = np.asarray(x, order=order)
+    c = np.asarray(rng.random((6, 5)) < 0.5, order=order)
+    c[0, :4] = True
+    for out, expected in [(fg.where(ft(c), to_fg(x), 0.0), np.where(c, x, 0.0)),
+                          (fg.where(ft(c), 0.0, to_fg(x)), np.where(c, 0.0, x))]:
+        got = out.numpy()
+        assert got.flags.f_contiguous == (order == "F")
+        np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
 
 
 def test_where_poisoned_gradient_is_nan():

@@ -684,11 +684,12 @@ def _reduce_rows(ufunc, x, axis):
 
 
 def _shifted(x, axis):
-    """x - max(x) along axis (the max of an all -inf row taken as 0), as a new array."""
+    """x - max(x) along axis (the max of an all -inf row taken as 0, so that the row gives
+    NaN as in PyTorch; a row with +inf gives NaN too), as a new array."""
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
     m = _reduce_rows(np.maximum, x, axis)
-    m[~np.isfinite(m)] = 0
+    m[m == -np.inf] = 0
     return np.subtract(x, m)
 
 
