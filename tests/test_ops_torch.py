@@ -644,8 +644,10 @@ def test_where_with_zero_is_exact_and_keeps_memory_order(order):
     x = np.asarray(x, order=order)
     c = np.asarray(rng.random((6, 5)) < 0.5, order=order)
     c[0, :4] = True
+    row = np.array([True, False, True, True, False])  # broadcast over x's rows
     for out, expected in [(fg.where(ft(c), to_fg(x), 0.0), np.where(c, x, 0.0)),
-                          (fg.where(ft(c), 0.0, to_fg(x)), np.where(c, 0.0, x))]:
+                          (fg.where(ft(c), 0.0, to_fg(x)), np.where(c, 0.0, x)),
+                          (fg.where(ft(row), to_fg(x), 0.0), np.where(row, x, 0.0))]:
         got = out.numpy()
         assert got.flags.f_contiguous == (order == "F")
         np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
