@@ -712,6 +712,27 @@ case("layer_norm", "4x6-affine")(_layer_norm((4, 6), 1, True))
 case("layer_norm", "2x3x4-last-two-f64")(_layer_norm((2, 3, 4), 2, False, np.float64, F64))
 
 
+# layer_norm's input gradient (its backward when no graph of the gradient is built): the
+# statistics and xhat as layer_norm without affine (5 per element, 2 per row), then g * w
+# (where there is a weight), two means, two products and two subtractions, the scale by rstd.
+def _layer_norm_dx(shape, n_dims, affine, dtype=np.float32, item=F32):
+    def fn():
+        x = pos(*shape, dtype=dtype, requires_grad=True)
+        norm = shape[len(shape) - n_dims:]
+        w = pos(*norm, dtype=dtype) if affine else None
+        row = the(run(lambda: F.layer_norm(x, norm, w).sum().backward()), "layer_norm_dx",
+                  "backward")
+        k, d = n(shape), n(norm)
+        flops = 5 * k + 2 * (k // d) + (8 if affine else 7) * k
+        return row, (0, flops, k // d, (3 * k + (d if affine else 0)) * item)
+    return fn
+
+
+case("layer_norm_dx", "4x6-affine")(_layer_norm_dx((4, 6), 1, True))
+case("layer_norm_dx", "2x3x4-last-two-f64")(
+    _layer_norm_dx((2, 3, 4), 2, False, np.float64, F64))
+
+
 # cross_entropy (class indices, fused): log_softmax's 5n - N, then the pick and reduction:
 # sum over N rows (N - 1), / N and negate for "mean"; N - 1 and negate for "sum"; N negations
 # for "none". Transcendentals: n exps and N logs. Bytes: the logits read, the loss written.
@@ -800,6 +821,26 @@ def test_fused_layer_norm_bills_what_its_composite_would():
     assert bill.flops() == composite.flops() == r * per_row
     assert bill.transcendentals() == composite.transcendentals() == r
     assert bill.flops(kind="tensor") == 0
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_layer_norm_backward_bills_what_its_composite_would(affine):
+    r, d = 4, 6
+    x, g = real(r, d, requires_grad=True), real(r, d)
+    w = real(d) if affine else None
+    y = F.layer_norm(x, (d,), w)
+    with fg.profile() as bill:
+        y.backward(g)
+    dx = [e for e in bill.event_rows() if e["slot"] == 0]
+    assert [e["primitive"] for e in dx] == ["layer_norm_dx"]
+    with fg.profile() as composite:
+        centered = x.detach() - x.detach().mean(-1, keepdim=True)
+        rstd = ((centered * centered).mean(-1, keepdim=True) + 1e-5).rsqrt()
+        xhat = centered * rstd
+        gw = g * w if affine else g
+        rstd * (gw - gw.mean(-1, keepdim=True) - xhat * (gw * xhat).mean(-1, keepdim=True))
+    assert bill.flops() == composite.flops()
+    assert bill.transcendentals() == composite.transcendentals() == r
 
 
 @pytest.mark.parametrize("groups,dilation,stride,padding", [(1, 1, 1, 0), (2, 1, 2, 1),

@@ -318,28 +318,58 @@ RELU_BACKWARD = prim(  # linear in g, piecewise constant in out (no gradient flo
 
 # ---------------------------------------------------------------- layer norm, fused
 
-def _layer_norm_fwd(x, w, b, n_dims, eps):
-    """Over rows of the normalized size d: the row sums are a matrix-vector product and the
-    variance one einsum over the centred rows (NumPy's reductions along a row are 4x
-    slower, and a squared temporary costs a pass and an allocation)."""
+def _normalize_rows(x, n_dims, eps, out):
+    """Write x normalised over its last n_dims dims into `out` (x's shape); return (out as
+    (rows, d), rstd per row). The row sums are a matrix-vector product and the variance one
+    einsum: NumPy's reductions along a row are 4x slower, and a squared temporary costs a
+    pass and an allocation."""
     d = math.prod(x.shape[x.ndim - n_dims:])
     rows = x.reshape(-1, d)
-    out = np.empty(x.shape, S.layer_norm(x, w, b, n_dims, eps).dtype)  # its meta's dtype
-    centred = out.reshape(rows.shape)
+    xhat = out.reshape(rows.shape)
     mean = rows @ np.ones(d, out.dtype)
     mean *= 1.0 / max(d, 1)
-    np.subtract(rows, mean[:, None], out=centred)
-    rstd = np.einsum("ij,ij->i", centred, centred)
+    np.subtract(rows, mean[:, None], out=xhat)
+    rstd = np.einsum("ij,ij->i", xhat, xhat)
     rstd *= 1.0 / max(d, 1)
     rstd += eps
     np.sqrt(rstd, out=rstd)
     np.reciprocal(rstd, out=rstd)
-    centred *= rstd[:, None]
+    xhat *= rstd[:, None]
+    return xhat, rstd
+
+
+def _layer_norm_fwd(x, w, b, n_dims, eps):
+    out = np.empty(x.shape, S.layer_norm(x, w, b, n_dims, eps).dtype)
+    _normalize_rows(x, n_dims, eps, out)
     if w is not None:
         out *= w
     if b is not None:
         out += b
     return out
+
+
+def _layer_norm_dx_fwd(g, x, w, n_dims, eps):
+    """layer_norm's input gradient in one primitive (PyTorch's layer_norm_backward):
+    rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g w, the statistics recomputed."""
+    dtype = S.layer_norm_dx(g, x, w, n_dims, eps).dtype
+    xhat, rstd = _normalize_rows(x, n_dims, eps, np.empty(x.shape, dtype))
+    d = xhat.shape[1]
+    dx = np.empty(x.shape, dtype)
+    gw = dx.reshape(xhat.shape)
+    if w is None:
+        np.copyto(dx, g)
+    else:
+        np.multiply(g, w, out=dx)
+    ones = np.ones(d, dtype)
+    mean_gw = gw @ ones
+    mean_gw *= 1.0 / max(d, 1)
+    mean_gwx = np.einsum("ij,ij->i", gw, xhat)
+    mean_gwx *= 1.0 / max(d, 1)
+    xhat *= mean_gwx[:, None]
+    gw -= xhat
+    gw -= mean_gw[:, None]
+    gw *= rstd[:, None]
+    return dx
 
 
 def _normalized(x, n_dims, eps):
@@ -350,22 +380,18 @@ def _normalized(x, n_dims, eps):
     return centered * rstd, rstd
 
 
-def _layer_norm_stats(n):
-    """(xhat, rstd), computed once for all three slots (the engine clears n.memo after)."""
-    if n.memo is None:
-        n.memo = _normalized(n.saved[0], *n.params)
-    return n.memo
-
-
 def _layer_norm_vjp(n, g, i):
     lead = tuple(range(g.ndim - n.params[0]))
     if i == 2:  # d bias
         return g.sum(lead) if lead else g
-    xhat, rstd = _layer_norm_stats(n)
+    x, w = n.saved[0], n.saved[1]
     if i == 1:  # d weight
-        return (g * xhat).sum(lead) if lead else g * xhat
+        gx = g * _call(LAYER_NORM, x, None, None, params=n.params)
+        return gx.sum(lead) if lead else gx
+    if not (D.State.grad_enabled or D.State.forward_ad):  # nothing differentiates the result
+        return _call(LAYER_NORM_DX, g, x, w, params=n.params)
     dims = tuple(range(g.ndim - n.params[0], g.ndim))
-    w = n.saved[1]
+    xhat, rstd = _normalized(x, *n.params)
     gw = g if w is None else g * w
     return rstd * (gw - gw.mean(dims, keepdim=True)
                    - xhat * (gw * xhat).mean(dims, keepdim=True))
@@ -399,7 +425,22 @@ def _layer_norm_cost(out, ins, p):
 
 LAYER_NORM = prim("layer_norm", _layer_norm_fwd, uses=((0, 1), (0,), ()),
                   cost=_layer_norm_cost, vjp=_layer_norm_vjp, jvp=_layer_norm_jvp,
-                      meta=S.layer_norm)
+                  meta=S.layer_norm)
+
+
+def _layer_norm_dx_cost(out, ins, p):
+    """What the composite would cost: the statistics and xhat (as layer_norm without an
+    affine), then g w, two means, two products, two subtractions and the scale by rstd."""
+    n, d = size(out), size(out[len(out) - p[0]:])
+    rows = n // max(d, 1)
+    scaled = ins[2] != ()
+    return (0, 5 * n + 2 * rows + (7 + scaled) * n, rows)
+
+
+# Used by layer_norm's backward when nothing will differentiate the gradient; otherwise the
+# backward is the composite of differentiable ops above.
+LAYER_NORM_DX = prim("layer_norm_dx", _layer_norm_dx_fwd, cost=_layer_norm_dx_cost,
+                     meta=S.layer_norm_dx)
 
 # ---------------------------------------------------------------- GELU, fused
 

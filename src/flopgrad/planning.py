@@ -177,7 +177,7 @@ def budget(params: float | None = None, tokens: float | None = None, model=None,
     >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
     >>> b = fg.budget(model=cfg, tokens=1e6)
     >>> b.params, b.flops_per_token, b.source
-    (7232, 49486.25, 'exact count of a 8-token training step')
+    (7232, 49896.25, 'exact count of a 8-token training step')
     """
     _positive("tokens", tokens)
     if not 0 < mfu <= 1:

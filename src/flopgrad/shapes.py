@@ -161,6 +161,11 @@ def layer_norm(x, w, b, n_dims, eps):
     return _new(x.shape, _float_result(np.result_type(*dtypes)))
 
 
+def layer_norm_dx(g, x, w, n_dims, eps):
+    dtypes = [a.dtype for a in (g, x, w) if a is not None]
+    return _new(x.shape, _float_result(np.result_type(*dtypes)))
+
+
 def linear(x, w, b=None):
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"the input's last dim {x.shape[-1]} differs from the weight's "
