@@ -653,6 +653,19 @@ def test_where_with_zero_is_exact_and_keeps_memory_order(order):
         np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
 
 
+@pytest.mark.parametrize("shape,index_shape", [((256, 8), (8, 16)), ((5,), (7,)),
+                                               ((6, 3, 2), (4,)), ((5, 4), ())])
+def test_gradient_of_integer_array_indexing_accumulates_like_add_at(shape, index_shape):
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-shape[0], shape[0], index_shape)  # negatives and repeats
+    x = to_fg(rng.standard_normal(shape), requires_grad=True)
+    g = rng.standard_normal(index_shape + shape[1:])
+    x[rows].backward(to_fg(g))
+    expected = np.zeros(shape)
+    np.add.at(expected, rows, g)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-13, atol=1e-14)
+
+
 def test_where_poisoned_gradient_is_nan():
     x = to_fg(np.array([-1.0, 4.0]), requires_grad=True)
     with warnings.catch_warnings():
