@@ -1072,8 +1072,9 @@ def _index_put_fwd(v, shape, idx, advanced):
     out = np.zeros(shape, dtype=v.dtype)
     if not advanced:
         out[idx] = v
-    elif type(idx) is np.ndarray and idx.dtype.kind in "iu" and idx.size and len(shape):
-        _add_rows(out, idx, v)
+    elif (len(idx) == 1 and type(idx[0]) is np.ndarray and idx[0].dtype.kind in "iu"
+          and idx[0].size):
+        _add_rows(out, idx[0], v)
     else:
         np.add.at(out, idx, v)
     return out
