@@ -210,7 +210,7 @@ def _same_float_array(v, c) -> bool:
 
 def _select_or_zero(v, c, where: bool):
     """v where c == `where`, else +0.0: np.where(c, v, 0) (or (c, 0, v)) computed by masking
-    v's bits with integer ops. np.where is ~4x slower on irregular masks, and multiplying
+    v's bits with integer ops. np.where is 3-11x slower on irregular masks; multiplying
     by the mask would turn an inf in v into NaN."""
     ints = np.dtype(f"i{v.itemsize}")
     out = np.empty_like(v)  # in v's memory order (a transposed GEMM's output is Fortran)
