@@ -115,6 +115,7 @@ class Ledger:
         self._saved_raw: list[tuple] = []
         self._buffers: dict[int, list] = {}
         self._node_release: dict[int, weakref.finalize] = {}
+        self._alive: dict[int, tuple] = {}  # id(weakref) -> (weakref, bytes) of live arrays
         self.leaves: dict[int, int] = {}  # id -> size of leaves that required grad
 
     # ------------------------------------------------------------ listening
@@ -141,10 +142,16 @@ class Ledger:
                 for a, need in zip(args, needs, strict=True):
                     if need and a._node is None:
                         self.leaves[id(a)] = a._data.size
+        shapes, itemsizes = [], []
+        for a in arrays:
+            if isinstance(a, _ARRAYS):
+                shapes.append(a.shape)
+                itemsizes.append(a.itemsize)
+            else:
+                shapes.append(())
+                itemsizes.append(0)
         self.events.append((
-            op,
-            tuple([a.shape if isinstance(a, _ARRAYS) else () for a in arrays]),
-            tuple([a.itemsize if isinstance(a, _ARRAYS) else 0 for a in arrays]),
+            op, tuple(shapes), tuple(itemsizes),
             out.shape, out.itemsize, params, phase_, State.role,
             State.grad_of, State.scope, start, perf_counter_ns(), copied, skipped,
         ))
@@ -159,9 +166,11 @@ class Ledger:
         if self.live_bytes > self.peak_bytes:
             self.peak_bytes = self.live_bytes
         self._mark()
-        weakref.finalize(arr, self._free, n)
+        ref = weakref.ref(arr, self._free)  # half the cost of weakref.finalize
+        self._alive[id(ref)] = (ref, n)
 
-    def _free(self, n: int) -> None:
+    def _free(self, ref: weakref.ref) -> None:
+        _, n = self._alive.pop(id(ref))
         if self.active:
             self.live_bytes -= n
             self._mark()
