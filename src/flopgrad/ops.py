@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
+from flopgrad import blas
 from flopgrad import dispatch as D
 from flopgrad import shapes as S
 from flopgrad.backend import zeros_like
@@ -243,10 +244,12 @@ WHERE = prim(
 # In place (PyTorch's add_, sub_, mul_, div_): input 0 is overwritten and returned, so no
 # memory is allocated; only outside autograd (dispatch refuses tensors that require grad).
 def _axpy_(a, b, alpha):
-    """a += alpha * b, as PyTorch's add_(b, alpha=...). (Not scipy's BLAS axpy: its OpenBLAS
-    thread pool would fight NumPy's for the cores, slowing the next matmul many times over.)"""
+    """a += alpha * b, as PyTorch's add_(b, alpha=...): one BLAS pass where NumPy's own
+    BLAS can do it (flopgrad.blas), else a multiply and an add."""
     if alpha == 1:
         return np.add(a, b, out=a)
+    if type(a) is np.ndarray and type(b) is np.ndarray and blas.axpy(a, b, alpha):
+        return a
     return np.add(a, np.multiply(b, alpha), out=a)
 
 
