@@ -321,19 +321,21 @@ RELU_BACKWARD = prim(  # linear in g, piecewise constant in out (no gradient flo
 
 # ---------------------------------------------------------------- layer norm, fused
 
+def _row_mean(a, b=None):
+    """Mean over each row of a (rows, d) array, or of a * b, without a temporary: a
+    matrix-vector product or one einsum (NumPy's reductions along a row are 4x slower)."""
+    mean = a @ np.ones(a.shape[1], a.dtype) if b is None else np.einsum("ij,ij->i", a, b)
+    mean *= 1.0 / max(a.shape[1], 1)
+    return mean
+
+
 def _normalize_rows(x, n_dims, eps, out):
     """Write x normalised over its last n_dims dims into `out` (x's shape); return (out as
-    (rows, d), rstd per row). The row sums are a matrix-vector product and the variance one
-    einsum: NumPy's reductions along a row are 4x slower, and a squared temporary costs a
-    pass and an allocation."""
-    d = math.prod(x.shape[x.ndim - n_dims:])
-    rows = x.reshape(-1, d)
+    (rows, d), rstd per row)."""
+    rows = x.reshape(-1, math.prod(x.shape[x.ndim - n_dims:])).astype(out.dtype, copy=False)
     xhat = out.reshape(rows.shape)
-    mean = rows @ np.ones(d, out.dtype)
-    mean *= 1.0 / max(d, 1)
-    np.subtract(rows, mean[:, None], out=xhat)
-    rstd = np.einsum("ij,ij->i", xhat, xhat)
-    rstd *= 1.0 / max(d, 1)
+    np.subtract(rows, _row_mean(rows)[:, None], out=xhat)
+    rstd = _row_mean(xhat, xhat)
     rstd += eps
     np.sqrt(rstd, out=rstd)
     np.reciprocal(rstd, out=rstd)
@@ -356,19 +358,14 @@ def _layer_norm_dx_fwd(g, x, w, n_dims, eps):
     rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g w, the statistics recomputed."""
     dtype = S.layer_norm_dx(g, x, w, n_dims, eps).dtype
     xhat, rstd = _normalize_rows(x, n_dims, eps, np.empty(x.shape, dtype))
-    d = xhat.shape[1]
     dx = np.empty(x.shape, dtype)
     gw = dx.reshape(xhat.shape)
     if w is None:
         np.copyto(dx, g)
     else:
         np.multiply(g, w, out=dx)
-    ones = np.ones(d, dtype)
-    mean_gw = gw @ ones
-    mean_gw *= 1.0 / max(d, 1)
-    mean_gwx = np.einsum("ij,ij->i", gw, xhat)
-    mean_gwx *= 1.0 / max(d, 1)
-    xhat *= mean_gwx[:, None]
+    mean_gw = _row_mean(gw)
+    xhat *= _row_mean(gw, xhat)[:, None]
     gw -= xhat
     gw -= mean_gw[:, None]
     gw *= rstd[:, None]
