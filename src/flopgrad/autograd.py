@@ -7,14 +7,14 @@ and runs each input slot's vjp, which is itself made of dispatched, counted prim
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray
-from flopgrad.dispatch import Node, State, apply, release, track_alloc, weight_level
+from flopgrad.dispatch import Node, apply, override, release, track_alloc, weight_level
+from flopgrad.dispatch import mode as _mode
 from flopgrad.tensor import Parameter, Tensor, cat, stack
 
 __all__ = [
@@ -26,7 +26,8 @@ __all__ = [
 # ---------------------------------------------------------------- grad mode
 
 class _GradMode:
-    """What no_grad, enable_grad and set_grad_enabled share: context manager and decorator."""
+    """What no_grad, enable_grad and set_grad_enabled share: context manager and decorator,
+    each a thin use of dispatch.override (this thread's grad mode only, as in PyTorch)."""
 
     mode = False
 
@@ -34,23 +35,17 @@ class _GradMode:
         self._prev: list[bool] = []
 
     def __enter__(self):
-        self._prev.append(State.grad_enabled)
-        State.grad_enabled = self.mode
+        m = _mode()
+        self._prev.append(m.grad_enabled)
+        m.grad_enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        State.grad_enabled = self._prev.pop()
+        _mode().grad_enabled = self._prev.pop()
         return False
 
-    def _fresh(self) -> _GradMode:
-        return type(self)()
-
     def __call__(self, fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with self._fresh():  # a fresh manager per call, so recursion and threads nest
-                return fn(*args, **kwargs)
-        return wrapped
+        return override(grad_enabled=self.mode)(fn)
 
 
 class _FixedMode(_GradMode):
@@ -101,27 +96,25 @@ class set_grad_enabled(_GradMode):
 
     def __init__(self, mode: bool):
         self.mode = bool(mode)
-        self._prev = [State.grad_enabled]
-        State.grad_enabled = self.mode
-
-    def __enter__(self):
-        State.grad_enabled = self.mode
-        return self
+        m = _mode()
+        self._prev = [m.grad_enabled]
+        m.grad_enabled = self.mode
 
     def __exit__(self, *exc):
-        State.grad_enabled = self._prev[0]
+        _mode().grad_enabled = self._prev[0]
         return False
 
-    def _fresh(self) -> _GradMode:
-        return type(self)(self.mode)
+    def __enter__(self):
+        _mode().grad_enabled = self.mode
+        return self
 
     def __call__(self, fn: Callable) -> Callable:
-        State.grad_enabled = self._prev[0]  # decorating does not switch the mode
+        _mode().grad_enabled = self._prev[0]  # decorating does not switch the mode
         return super().__call__(fn)
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops are being recorded for backward.
+    """Whether ops are being recorded for backward (in this thread).
 
     >>> import flopgrad as fg
     >>> with fg.no_grad():
@@ -129,7 +122,7 @@ def is_grad_enabled() -> bool:
     >>> fg.is_grad_enabled(), inside
     (True, False)
     """
-    return State.grad_enabled
+    return _mode().grad_enabled
 
 
 # ---------------------------------------------------------------- the backward engine
@@ -156,7 +149,7 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
     arr = g._data
     if id(arr) in handed_out or arr.base is not None or not arr.flags.writeable:
         arr = arr.copy()
-        if State.listeners:
+        if _mode().listeners:
             track_alloc(arr)
     elif g._node is None and not g.requires_grad:
         handed_out.add(id(arr))
@@ -265,15 +258,16 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
         buffers[r._node] = g if prev is None else prev + g
         root_nodes.append(r._node)
     deps, has_param = _consumers(root_nodes)
-    billing = bool(State.listeners)
+    mode_ = _mode()
+    billing = bool(mode_.listeners)
     useful = None
     if targets is not None:
         useful = _useful(_topo(root_nodes, deps), target_ids, target_nodes)
     ready = _sources(root_nodes, deps)  # Kahn's order, run as the nodes become ready
 
-    saved_state = State.grad_enabled, State.phase, State.scope, State.role, State.grad_of
-    State.grad_enabled = create_graph
-    State.phase = "backward"
+    saved_state = mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of
+    mode_.grad_enabled = create_graph
+    mode_.phase = "backward"
     try:
         while ready:
             n = ready.pop()
@@ -291,7 +285,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                     _add(found, t, g)
             if n.released or n.versions is not None or n.out_data is not None:
                 _check_saved(n)
-            State.scope = n.scope
+            mode_.scope = n.scope
             vjp, in_shapes = n.op.vjp, n.in_shapes
             for i, p in enumerate(n.parents):
                 if p is None:
@@ -306,8 +300,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                                                else id(p) in target_ids):
                     continue
                 if billing:
-                    State.role = _role(p, has_param)
-                    State.grad_of = (n.op.name, i)
+                    mode_.role = _role(p, has_param)
+                    mode_.grad_of = (n.op.name, i)
                 gi = vjp(n, g, i)
                 if gi is None:
                     continue
@@ -325,7 +319,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 else:
                     n.released = n.saved is not None or n.out_data is not None
                     n.saved = n.out_data = None
-        State.role = State.grad_of = None
+        mode_.role = mode_.grad_of = None
         for entry in found.values():
             t, g = entry
             dtype = t._data.dtype
@@ -334,7 +328,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
             if accumulate:
                 _accumulate(t, g, create_graph, handed_out)
     finally:
-        State.grad_enabled, State.phase, State.scope, State.role, State.grad_of = saved_state
+        mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of = saved_state
     return found
 
 
@@ -491,7 +485,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
 
 def _alias(p: Tensor) -> Tensor:
     """A fresh tensor on p's values that can carry a tangent without touching p."""
-    if p.requires_grad and State.grad_enabled:
+    if p.requires_grad and _mode().grad_enabled:
         return apply(O.RESHAPE, (p,), (p.shape,))  # stays connected to p's graph, copies nothing
     return p.detach()
 
@@ -508,7 +502,7 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
     >>> float(t)
     12.0
     """
-    if State.forward_ad:
+    if _mode().forward_ad:
         raise RuntimeError("jvp: nested forward mode is not supported; use jacrev inside jvp")
     primals, tangents = _as_tuple(primals), _as_tuple(tangents)
     if len(primals) != len(tangents):
@@ -522,11 +516,8 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
         a = _alias(p)
         a._tangent = t.to(p.dtype) if t.dtype != p.dtype else t
         args.append(a)
-    State.forward_ad += 1
-    try:
+    with override(forward_ad=1):
         out = fn(*args)
-    finally:
-        State.forward_ad -= 1
     outs = _as_tuple(out)
     tans = tuple(o._tangent if o._tangent is not None else Tensor(np.zeros_like(o._data))
                  for o in outs)

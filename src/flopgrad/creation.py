@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from flopgrad.backend import MetaArray
-from flopgrad.dispatch import State, track_alloc
+from flopgrad.dispatch import mode, override, saw_meta, track_alloc
 from flopgrad.tensor import Tensor, _shape_arg, as_dtype
 
 _rng = np.random.default_rng()
@@ -35,14 +35,14 @@ def generator() -> np.random.Generator:
 
 
 def _make(arr, requires_grad: bool) -> Tensor:
-    if State.listeners:
+    if mode().listeners:
         track_alloc(arr)
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def _wants_meta(device) -> bool:
     if device is None:
-        return State.meta
+        return mode().meta
     if device == "meta":
         return True
     if device == "cpu":
@@ -53,7 +53,7 @@ def _wants_meta(device) -> bool:
 def _factory(shape: tuple, dtype: np.dtype, requires_grad: bool, device, make) -> Tensor:
     """A tensor from make() (a NumPy array), or a meta tensor of that shape and dtype."""
     if _wants_meta(device):
-        State.meta_seen = True
+        saw_meta()
         return _make(MetaArray(shape, dtype), requires_grad)
     return _make(make(), requires_grad)
 
@@ -62,9 +62,10 @@ def _float(dtype) -> np.dtype:
     return as_dtype(dtype) or np.dtype(np.float32)
 
 
-class meta:
+class meta(override):
     """Inside `with fg.meta():` factories make meta tensors (shape and dtype, no data), so
-    models of any size can be built, run, differentiated and billed without memory.
+    models of any size can be built, run, differentiated and billed without memory. Like
+    every mode, it holds for the thread that entered it; also usable as a decorator.
 
     >>> import flopgrad as fg
     >>> with fg.meta():
@@ -73,14 +74,17 @@ class meta:
     (True, (100000, 100000))
     """
 
-    def __enter__(self):
-        self.prev = State.meta
-        State.meta = State.meta_seen = True
-        return self
+    __slots__ = ()
 
-    def __exit__(self, *exc):
-        State.meta = self.prev
-        return False
+    def __init__(self):
+        super().__init__(meta=True)
+
+    def __enter__(self):
+        saw_meta()
+        return super().__enter__()
+
+    def _fresh(self) -> meta:
+        return meta()
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -7,6 +7,8 @@ tells every listening ledger about the op. Nothing else in flopgrad executes an 
 
 from __future__ import annotations
 
+import functools
+import threading
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
@@ -22,18 +24,104 @@ Tensor: Any = None  # set by flopgrad.tensor at import (tensor sits above dispat
 Parameter: Any = None  # likewise
 
 
-class State:
-    """Engine-wide mode flags; read on every op, so kept as plain class attributes."""
+class Mode:
+    """The engine's modes for one thread: read on every op, changed only through override().
 
-    grad_enabled = True
-    forward_ad = 0  # >0 while fg.jvp carries tangents
-    listeners: list = []  # active ledgers (flopgrad.ledger.Ledger)
-    phase = "forward"
-    scope = ""  # dotted path of the enclosing fg.scope()s
-    meta = False  # inside fg.meta(): factories make meta tensors
-    meta_seen = False  # a meta array exists: dispatch checks its inputs for them
-    role: str | None = None  # "weight" / "input" while a backward slot runs
-    grad_of: tuple | None = None  # (op name, input slot) whose gradient is being computed
+    Each thread starts with the defaults (grad enabled, forward phase, no listeners), as
+    PyTorch's grad mode is thread-local.
+    """
+
+    __slots__ = ("grad_enabled", "forward_ad", "listeners", "phase", "scope", "meta", "role",
+                 "grad_of")
+
+    def __init__(self):
+        self.grad_enabled = True
+        self.forward_ad = 0  # >0 while fg.jvp carries tangents
+        self.listeners: tuple = ()  # active ledgers (flopgrad.ledger.Ledger)
+        self.phase = "forward"
+        self.scope = ""  # dotted path of the enclosing fg.scope()s
+        self.meta = False  # inside fg.meta(): factories make meta tensors
+        self.role: str | None = None  # "weight" / "input" while a backward slot runs
+        self.grad_of: tuple | None = None  # (op name, input slot) whose gradient is computed
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"Mode({fields})"
+
+
+class _PerThread(threading.local):
+    def __init__(self):
+        self.mode = Mode()
+
+
+_per_thread = _PerThread()
+
+
+def mode() -> Mode:
+    """This thread's Mode (read it; change it only through `override`).
+
+    >>> from flopgrad.dispatch import mode, override
+    >>> with override(phase="optimizer"):
+    ...     inside = mode().phase
+    >>> inside, mode().phase
+    ('optimizer', 'forward')
+    """
+    return _per_thread.mode
+
+
+class override:
+    """Set Mode fields for a block (context manager) or for every call (decorator); the
+    previous values come back on exit. Nests, and is safe in recursion and across threads.
+
+    >>> import flopgrad as fg
+    >>> from flopgrad.dispatch import override
+    >>> @override(grad_enabled=False)
+    ... def evaluate(x):
+    ...     return (x * 2).requires_grad
+    >>> evaluate(fg.ones(2, requires_grad=True))
+    False
+    """
+
+    __slots__ = ("fields", "_saved")
+
+    def __init__(self, **fields):
+        for name in fields:
+            if name not in Mode.__slots__:
+                raise TypeError(f"override: {name!r} is not a mode field; one of {Mode.__slots__}")
+        self.fields = fields
+        self._saved: list = []
+
+    def __enter__(self):
+        m = _per_thread.mode
+        self._saved.append((m, [(k, getattr(m, k)) for k in self.fields]))
+        for k, v in self.fields.items():
+            setattr(m, k, v)
+        return self
+
+    def __exit__(self, *exc):
+        m, old = self._saved.pop()
+        for k, v in old:
+            setattr(m, k, v)
+        return False
+
+    def _fresh(self) -> override:
+        return override(**self.fields)
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with self._fresh():  # a fresh manager per call: recursion and threads nest
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+meta_seen = False  # process-wide: once a meta array exists, dispatch checks inputs for them
+
+
+def saw_meta() -> None:
+    """Note that a meta array exists (from then on dispatch checks its inputs for them)."""
+    global meta_seen
+    meta_seen = True
 
 
 class Node:
@@ -52,7 +140,7 @@ class Node:
         t._tangent = self.out_tangent
         t._version = [0]
         t.grad = None
-        if State.grad_enabled:
+        if _per_thread.mode.grad_enabled:
             t._node, t.requires_grad = self, True
         else:
             t._node, t.requires_grad = None, False
@@ -89,13 +177,14 @@ def apply(op: Op, args: tuple, params: tuple = ()):
         arrays = [a._data if isinstance(a, Tensor) else a]
     else:
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
-    listening = State.listeners
+    mode_ = _per_thread.mode
+    listening = mode_.listeners
     if listening:
         start = perf_counter_ns()
     forward = op.forward
     if op.inplace:
-        _check_inplace(op, args)
-    if State.meta_seen and any(type(a) is MetaArray for a in arrays):
+        _check_inplace(op, args, mode_)
+    if meta_seen and any(type(a) is MetaArray for a in arrays):
         forward = op.meta
         if forward is None:
             raise NotImplementedError(
@@ -117,7 +206,7 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     t._tangent = t.grad = t._node = None
     t._version = args[0]._version if op.view else [0]  # a view shares its base's versions
     t.requires_grad = False
-    if State.grad_enabled and op.vjp is not None:
+    if mode_.grad_enabled and op.vjp is not None:
         parents = None
         i = 0
         for a in args:
@@ -127,9 +216,9 @@ def apply(op: Op, args: tuple, params: tuple = ()):
                 parents[i] = a._node or a
             i += 1
         if parents is not None:
-            t._node = _record(op, args, arrays, out, params, parents, t._version)
+            t._node = _record(op, args, arrays, out, params, parents, t._version, mode_)
             t.requires_grad = True
-    if State.forward_ad:
+    if mode_.forward_ad:
         for a in args:
             if isinstance(a, Tensor) and a._tangent is not None:
                 _forward_tangent(op, args, t, params)
@@ -141,11 +230,11 @@ _new = object.__new__
 _ndarray = np.ndarray
 
 
-def _check_inplace(op: Op, args) -> None:
+def _check_inplace(op: Op, args, mode_: Mode) -> None:
     target = args[0]
     if not isinstance(target, Tensor):
         raise TypeError(f"{op.name}: the tensor to update in place must be a Tensor")
-    if State.grad_enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+    if mode_.grad_enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args):
         raise RuntimeError(
             f"{op.name}: in-place update of a tensor that requires grad (or with one); wrap it "
             "in `with fg.no_grad():` (as optimizers do) or use the out-of-place op")
@@ -154,7 +243,7 @@ def _check_inplace(op: Op, args) -> None:
                          ".clone() it first")
 
 
-def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
+def _record(op: Op, args, arrays, out, params, parents, out_version, mode_: Mode) -> Node:
     node = _new(Node)
     node.op = op
     node.parents = parents
@@ -171,14 +260,13 @@ def _record(op: Op, args, arrays, out, params, parents, out_version) -> Node:
     # memo: scratch for a vjp rule that shares work between its input slots in one pass
     node.out_tangent = node.out_data = node.saved = node.versions = node.memo = None
     node.released = False
-    node.scope = State.scope
+    node.scope = mode_.scope
     if op.saves:
         _save(node, op.uses, args, out, parents, out_version)
     node.weight_level = 0
-    if State.listeners:
-        node.weight_level = min((weight_level(a) for a in args if isinstance(a, Tensor)),
-                                default=0)
-        for ledger in State.listeners:
+    if mode_.listeners:
+        node.weight_level = _weight_level_of_inputs(args, params)
+        for ledger in mode_.listeners:
             ledger.on_saved(node)
     return node
 
@@ -204,7 +292,8 @@ def _save(node: Node, uses: tuple, args, out, parents, out_version) -> None:
 
 def weight_level(t) -> int:
     """How purely a tensor derives from weights, for the dW/dX split: 2 = only from
-    nn.Parameters, 1 = only from leaves that require grad, 0 = depends on other data."""
+    nn.Parameters, 1 = only from leaves that require grad, 0 = depends on data (of any
+    dtype: images, token ids, masks, targets)."""
     node = t._node
     if node is not None:
         return node.weight_level
@@ -213,9 +302,30 @@ def weight_level(t) -> int:
     return 1 if t.requires_grad else 0
 
 
+def _weight_level_of_inputs(args, params) -> int:
+    """The weight level of an op's output: the lowest of its inputs'. A Tensor that needs
+    no gradient, an array constant or an index array among the params (embedding's token
+    ids, gather's index) is data, level 0; Python numbers and shapes are not data."""
+    level = 2
+    for a in args:
+        if isinstance(a, Tensor):
+            level = min(level, weight_level(a))
+        elif isinstance(a, _ARRAYS) and a.ndim:
+            return 0
+        if not level:
+            return 0
+    for p in params:
+        if isinstance(p, _ARRAYS) or (type(p) is tuple and any(isinstance(q, _ARRAYS) for q in p)):
+            return 0
+    return level
+
+
+_ARRAYS = (np.ndarray, MetaArray)
+
+
 def release(node: Node) -> None:
     """Free what a node saved, once its backward has run (listening ledgers are told)."""
-    for ledger in State.listeners:
+    for ledger in _per_thread.mode.listeners:
         ledger.on_release(node)
     node.released = node.saved is not None or node.out_data is not None
     node.saved = node.out_data = None
@@ -223,7 +333,7 @@ def release(node: Node) -> None:
 
 def track_alloc(arr: np.ndarray) -> None:
     """Tell listening ledgers about an array made outside dispatch (factories, .grad copies)."""
-    for ledger in State.listeners:
+    for ledger in _per_thread.mode.listeners:
         ledger.on_alloc(arr)
 
 
@@ -243,11 +353,12 @@ def _forward_tangent(op: Op, args, out, params) -> None:
     if op.jvp is None:
         return
     tangents = [a._tangent if isinstance(a, Tensor) else None for a in args]
-    State.forward_ad -= 1  # tangent arithmetic carries no tangents of its own
+    mode_ = _per_thread.mode
+    mode_.forward_ad -= 1  # tangent arithmetic carries no tangents of its own
     try:
         tan = op.jvp(_Primals(op, args, out, params), tangents)
     finally:
-        State.forward_ad += 1
+        mode_.forward_ad += 1
     if tan is not None and tan._data.shape != out._data.shape:
         tan = tan.broadcast_to(out._data.shape)
     out._tangent = tan

@@ -19,7 +19,7 @@ import numpy as np
 
 from flopgrad import dispatch
 from flopgrad.backend import MetaArray, shares_buffer
-from flopgrad.dispatch import State
+from flopgrad.dispatch import mode, override
 
 PHASES = ("forward", "backward", "recompute", "optimizer")
 ROLES = ("weight", "input")
@@ -33,8 +33,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _ARRAYS = (np.ndarray, MetaArray)
 
 
-class scope:
-    """Name a region; ops inside carry the dotted scope path (nestable).
+class scope(override):
+    """Name a region; ops inside carry the dotted scope path (nestable, per thread).
 
     >>> import flopgrad as fg
     >>> with fg.profile() as bill, fg.scope("encoder"), fg.scope("fc1"):
@@ -43,41 +43,40 @@ class scope:
     16
     """
 
-    __slots__ = ("name", "prev")
+    __slots__ = ("name",)
 
     def __init__(self, name: str):
         if not isinstance(name, str) or not name:
             raise ValueError(f"scope: name must be a non-empty string, got {name!r}")
         self.name = name
+        super().__init__(scope=name)
 
     def __enter__(self):
-        self.prev = State.scope
-        State.scope = f"{self.prev}.{self.name}" if self.prev else self.name
-        return self
+        outer = mode().scope
+        self.fields["scope"] = f"{outer}.{self.name}" if outer else self.name
+        return super().__enter__()
 
-    def __exit__(self, *exc):
-        State.scope = self.prev
-        return False
+    def _fresh(self) -> scope:
+        return scope(self.name)
 
 
-class phase:
-    """Bill the ops inside as `name` ("forward", "recompute", "optimizer")."""
+class phase(override):
+    """Bill the ops inside as `name` ("forward", "recompute", "optimizer").
 
-    __slots__ = ("name", "prev")
+    >>> import flopgrad as fg
+    >>> with fg.profile() as bill, fg.phase("optimizer"):
+    ...     _ = fg.ones(3) * 2
+    >>> bill.flops("optimizer")
+    3
+    """
+
+    __slots__ = ("name",)
 
     def __init__(self, name: str):
         if name not in PHASES:
             raise ValueError(f"phase: {name!r} is not one of {PHASES}")
         self.name = name
-
-    def __enter__(self):
-        self.prev = State.phase
-        State.phase = self.name
-        return self
-
-    def __exit__(self, *exc):
-        State.phase = self.prev
-        return False
+        super().__init__(phase=name)
 
 
 def _user_frame() -> tuple | None:
@@ -122,19 +121,22 @@ class Ledger:
     def start(self) -> None:
         self.active = True
         self.t0 = perf_counter_ns()
-        State.listeners = State.listeners + [self]
+        m = mode()
+        m.listeners = (*m.listeners, self)
 
     def stop(self) -> None:
         self.active = False
-        State.listeners = [x for x in State.listeners if x is not self]
+        m = mode()
+        m.listeners = tuple(x for x in m.listeners if x is not self)
 
     def on_op(self, op, args, arrays, out, params, start) -> None:
-        phase_ = State.phase
+        mode_ = mode()
+        phase_ = mode_.phase
         # a view op whose result does not alias its input had to copy (e.g. reshape of a
         # transposed array)
         copied = op.view and not shares_buffer(out, arrays[0])
         skipped = ()
-        if phase_ == "forward" and State.grad_enabled and op.vjp is not None:
+        if phase_ == "forward" and mode_.grad_enabled and op.vjp is not None:
             needs = [isinstance(a, dispatch.Tensor) and a.requires_grad for a in args]
             if any(needs):
                 skipped = tuple(i for i, a in enumerate(args)
@@ -152,8 +154,8 @@ class Ledger:
                 itemsizes.append(0)
         self.events.append((
             op, tuple(shapes), tuple(itemsizes),
-            out.shape, out.itemsize, params, phase_, State.role,
-            State.grad_of, State.scope, start, perf_counter_ns(), copied, skipped,
+            out.shape, out.itemsize, params, phase_, mode_.role,
+            mode_.grad_of, mode_.scope, start, perf_counter_ns(), copied, skipped,
         ))
         if self.memory and (not (op.view or op.inplace) or copied):
             self.on_alloc(out)

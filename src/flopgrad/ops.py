@@ -388,7 +388,8 @@ def _layer_norm_vjp(n, g, i):
     if i == 1:  # d weight
         gx = g * _call(LAYER_NORM, x, None, None, params=n.params)
         return gx.sum(lead) if lead else gx
-    if not (D.State.grad_enabled or D.State.forward_ad):  # nothing differentiates the result
+    m = D.mode()
+    if not (m.grad_enabled or m.forward_ad):  # nothing differentiates the result
         return _call(LAYER_NORM_DX, g, x, w, params=n.params)
     dims = tuple(range(g.ndim - n.params[0], g.ndim))
     xhat, rstd = _normalized(x, *n.params)

@@ -12,7 +12,7 @@ import numpy as np
 from flopgrad import dispatch
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray, no_data
-from flopgrad.dispatch import State, apply
+from flopgrad.dispatch import apply, mode, saw_meta
 
 DTYPES = {
     "float16": np.float16, "half": np.float16, "float32": np.float32, "float": np.float32,
@@ -340,7 +340,7 @@ class Tensor:
         if device == "cpu" and self.is_meta:
             raise no_data("to('cpu')")
         if device == "meta" and not self.is_meta:
-            State.meta_seen = True
+            saw_meta()
             arr = MetaArray(self.shape, as_dtype(dtype) or self.dtype)
             return Tensor(arr, requires_grad=self.requires_grad and self.is_leaf)
         dt = as_dtype(dtype)
@@ -476,7 +476,7 @@ class Tensor:
 
     # ------------------------------------------------------------ in place (no graph)
     def _inplace(self, values: np.ndarray) -> Tensor:
-        if State.grad_enabled and self.requires_grad:
+        if mode().grad_enabled and self.requires_grad:
             raise RuntimeError(
                 "in-place update of a tensor that requires grad; wrap it in `with fg.no_grad():` "
                 "(as optimizers do) or use the out-of-place op")
@@ -548,7 +548,7 @@ class Tensor:
         return self._inplace(_data_of(src))
 
     def __setitem__(self, idx, value) -> None:
-        if State.grad_enabled and self.requires_grad:
+        if mode().grad_enabled and self.requires_grad:
             raise RuntimeError(
                 "item assignment to a tensor that requires grad is not differentiable; "
                 "use fg.where, masked_fill or index_put style ops, or assign under fg.no_grad()")

@@ -16,7 +16,7 @@ import numpy as np
 
 from flopgrad import creation
 from flopgrad.backend import MetaArray, zeros_like
-from flopgrad.dispatch import State
+from flopgrad.dispatch import saw_meta
 from flopgrad.ledger import scope
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
@@ -365,7 +365,7 @@ class Module:
         """
         tensors = list(self.parameters()) + list(self.buffers())
         if dtype == "meta":
-            State.meta_seen = True
+            saw_meta()
             for t in tensors:
                 t._data = MetaArray(t.shape, t.dtype)
                 t._version[0] += 1
