@@ -31,7 +31,7 @@ def _flatten(obj, prefix: str, arrays: dict):
     if isinstance(obj, Tensor | np.ndarray):
         arr = obj._data if isinstance(obj, Tensor) else obj
         key = prefix or "tensor"
-        arrays[key] = np.ascontiguousarray(arr)
+        arrays[key] = np.require(arr, requirements="C")  # keeps 0-d arrays 0-d
         return {"__tensor__": key}
     if isinstance(obj, dict):
         out = {}
@@ -67,7 +67,7 @@ def save(obj, path: str | os.PathLike) -> None:
     """Write a state dict (model or optimizer, or a dict of them) to a .safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a broken
-    file in place.
+    file in place. Tensors keep their shape, 0-d included.
 
     >>> import flopgrad as fg, os, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
