@@ -1,5 +1,8 @@
 """Meta mode: the same code on shape-only tensors, with a bill equal to the real one."""
 
+import contextlib
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -131,3 +134,100 @@ def test_meta_backward_of_fused_ops_allocates_no_data():
         tracemalloc.stop()
     assert logits.grad.is_meta and logits.grad.shape == (rows, classes)
     assert peak < 50e6, f"meta backward allocated {peak / 1e6:.0f} MB"
+
+
+# ---------------------------------------------------------------- meta index tensors
+
+def _loss_cases():
+    W = lambda: fg.ones(7)  # noqa: E731
+    return {
+        "cross_entropy": lambda lg, t: F.cross_entropy(lg, t),
+        "cross_entropy_sum": lambda lg, t: F.cross_entropy(lg, t, reduction="sum"),
+        "cross_entropy_none": lambda lg, t: F.cross_entropy(lg, t, reduction="none").sum(),
+        "cross_entropy_weight": lambda lg, t: F.cross_entropy(lg, t, weight=W()),
+        "cross_entropy_smoothing": lambda lg, t: F.cross_entropy(lg, t, label_smoothing=0.1),
+        "cross_entropy_smoothing_weight": lambda lg, t: F.cross_entropy(
+            lg, t, weight=W(), label_smoothing=0.2),
+        "nll_loss": lambda lg, t: F.nll_loss(lg.log_softmax(1), t),
+        "nll_loss_weight_sum": lambda lg, t: F.nll_loss(lg.log_softmax(1), t, weight=W(),
+                                                        reduction="sum"),
+        "cross_entropy_3d": lambda lg, t: F.cross_entropy(
+            lg.reshape(2, 3, 7).transpose(1, 2), t.reshape(2, 3)),
+        "gather": lambda lg, t: lg.gather(1, t.reshape(6, 1)).sum(),
+        "index_select": lambda lg, t: lg.index_select(1, t).sum(),
+        "scatter_add": lambda lg, t: fg.zeros(6, 7).scatter_add(
+            1, t.reshape(6, 1), lg[:, :1]).sum(),
+        "embedding": lambda lg, t: (F.embedding(t, lg.T) ** 2).sum(),
+        "embedding_padding_idx": lambda lg, t: (F.embedding(t, lg.T, padding_idx=0) ** 2).sum(),
+        "getitem": lambda lg, t: lg[fg.arange(6), t].sum(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_loss_cases()))
+def test_ops_on_meta_index_tensors_bill_like_real_ones(name):
+    """Token ids made by fg.randint inside fg.meta() (the natural way to write a meta
+    training step) run every op whose cost does not depend on the index values, with the
+    bill of the same op on real indices."""
+    fn = _loss_cases()[name]
+    bills = []
+    for meta in (False, True):
+        fg.manual_seed(0)
+        ctx = fg.meta() if meta else contextlib.nullcontext()
+        with ctx:
+            logits = fg.randn(6, 7, requires_grad=True)
+            target = fg.randint(0, 6, (6,))
+            assert target.is_meta == meta
+        with fg.profile() as bill:
+            loss = fn(logits, target)
+            loss.backward()
+        assert loss.is_meta == meta and logits.grad.is_meta == meta
+        bills.append(bill)
+    real, meta_ = bills
+    assert _strip_times(meta_) == _strip_times(real)
+
+
+def test_one_hot_of_meta_indices_needs_num_classes():
+    with fg.meta():
+        ids = fg.randint(0, 5, (3, 4))
+    hot = F.one_hot(ids, 5)
+    assert hot.is_meta and hot.shape == (3, 4, 5) and hot.dtype == np.int64
+    with pytest.raises(fg.NoDataError, match="num_classes"):
+        F.one_hot(ids)
+
+
+def test_one_hot_matches_torch():
+    torch = pytest.importorskip("torch")
+    ids = np.array([[0, 3], [2, 1]])
+    np.testing.assert_array_equal(
+        F.one_hot(fg.tensor(ids)).numpy(), torch.nn.functional.one_hot(torch.tensor(ids)).numpy())
+    np.testing.assert_array_equal(
+        F.one_hot(fg.tensor(ids), 6).numpy(),
+        torch.nn.functional.one_hot(torch.tensor(ids), 6).numpy())
+    with pytest.raises(IndexError):
+        F.one_hot(fg.tensor([0, 4]), 3)
+    with pytest.raises(TypeError):
+        F.one_hot(fg.tensor([0.0]), 3)
+
+
+def test_data_dependent_ops_still_refuse_meta():
+    with fg.meta():
+        x = fg.randn(4)
+    with pytest.raises(fg.NoDataError, match="boolean-mask"):
+        x[x > 0]
+
+
+def test_meta_step_bill_allocates_nothing_that_grows_with_batch():
+    """`flopgrad bill --batch 1000000000000`: token ids and positions are meta too."""
+    cfg = GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    tracemalloc.start()
+    try:
+        small, _ = fg.planning.step_bill(cfg, batch=1)
+        _, small_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        huge, _ = fg.planning.step_bill(cfg, batch=10 ** 12)
+        _, huge_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert huge_peak < 4 * small_peak + (1 << 20)
+    assert huge.flops("forward", kind="tensor") == 10 ** 12 * small.flops("forward",
+                                                                          kind="tensor")

@@ -184,7 +184,8 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     forward = op.forward
     if op.inplace:
         _check_inplace(op, args, mode_)
-    if meta_seen and any(type(a) is MetaArray for a in arrays):
+    if meta_seen and (any(type(a) is MetaArray for a in arrays)
+                      or (params and _meta_in(params))):
         forward = op.meta
         if forward is None:
             raise NotImplementedError(
@@ -224,6 +225,14 @@ def apply(op: Op, args: tuple, params: tuple = ()):
                 _forward_tangent(op, args, t, params)
                 break
     return t
+
+
+def _meta_in(params: tuple) -> bool:
+    """Whether a static param is (or holds) a meta array: an index of meta token ids."""
+    for p in params:
+        if type(p) is MetaArray or (type(p) is tuple and any(type(q) is MetaArray for q in p)):
+            return True
+    return False
 
 
 _new = object.__new__

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-import numpy as np
-
 from flopgrad import nn
+from flopgrad.creation import arange
 from flopgrad.ledger import scope
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
@@ -281,7 +280,8 @@ class GPT(nn.Module):
         b, t = idx.shape
         if t > self.cfg.ctx:
             raise ValueError(f"GPT: sequence length {t} exceeds ctx {self.cfg.ctx}")
-        x = self.wte(idx) + self.wpe(np.arange(t))
+        positions = arange(t, device="meta" if getattr(idx, "is_meta", False) else None)
+        x = self.wte(idx) + self.wpe(positions)
         x = F.dropout(x, self.cfg.dropout, self.training)
         for block in self.blocks:
             x = block(x)

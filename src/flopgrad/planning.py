@@ -11,13 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from flopgrad import formulas, optim
-from flopgrad.creation import meta
+from flopgrad.creation import meta, randint
 from flopgrad.models import GPT, PRESETS, GPTConfig
 from flopgrad.report import Bill, profile
-from flopgrad.tensor import Tensor
 
 __all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config"]
 
@@ -99,7 +96,7 @@ def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> tuple[B
     with meta():
         model = GPT(cfg)
     opt = optim.AdamW(model.parameters(), lr=1e-4)
-    idx = Tensor(np.zeros((batch, seq), dtype=np.int64))
+    idx = randint(0, cfg.vocab, (batch, seq), device="meta")  # token ids: no memory
     with profile() as bill:
         _, loss = model(idx, idx)
         loss.backward()

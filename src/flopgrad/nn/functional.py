@@ -161,25 +161,83 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return apply(O.LINEAR, (x, weight, bias))
 
 
-def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Constant padding; `pad` lists (before, after) pairs starting from the last dim.
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad (or, with negative widths, crop); `pad` lists (before, after) pairs starting
+    from the last dim, as in PyTorch.
+
+    mode "constant" fills with `value` (any number of dims); "reflect" mirrors about the
+    edge (without repeating it), "replicate" repeats the edge, "circular" wraps around:
+    these pad the last 1, 2 or 3 dims of a 2-3, 3-4 or 4-5 dim input, as PyTorch does.
+    The non-constant modes are one integer-array gather (billed as a copy; its gradient
+    adds the copies back, one add per output element).
 
     >>> import flopgrad as fg
     >>> fg.nn.functional.pad(fg.tensor([1.0, 2.0]), (1, 2)).tolist()
     [0.0, 1.0, 2.0, 0.0, 0.0]
+    >>> fg.nn.functional.pad(fg.tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect").tolist()
+    [[3.0, 2.0, 1.0, 2.0, 3.0, 2.0]]
     """
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    x = _t(x)
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {pad} needs an even length of at most 2 * ndim = {2 * x.ndim}")
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: negative padding {pad} is not supported; slice instead")
+    k = len(pad) // 2
     widths = [(0, 0)] * x.ndim
-    for k in range(len(pad) // 2):
-        widths[x.ndim - 1 - k] = (int(pad[2 * k]), int(pad[2 * k + 1]))
+    for j in range(k):
+        widths[x.ndim - 1 - j] = (pad[2 * j], pad[2 * j + 1])
+    for d, (lo, hi) in enumerate(widths):
+        if x.shape[d] + lo + hi < 0:
+            raise ValueError(f"pad: padding {pad} makes dim {d} of {x.shape} negative")
+    if mode != "constant":
+        if value:
+            raise ValueError(f"pad: mode {mode!r} takes no fill value, got {value}")
+        return _pad_indexed(x, widths, k, mode)
+    if any(lo < 0 or hi < 0 for lo, hi in widths):  # negative widths crop: a view
+        x = x[tuple(slice(max(-lo, 0), n - max(-hi, 0))
+                    for (lo, hi), n in zip(widths, x.shape, strict=True))]
+        widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
     if not any(lo or hi for lo, hi in widths):
         return x
-    return apply(O.PAD, (x,), (tuple(widths), value))
+    return apply(O.PAD, (x,), (tuple(widths), 0.0 if value is None else value))
+
+
+def _pad_indexed(x: Tensor, widths: list, k: int, mode: str) -> Tensor:
+    """reflect / replicate / circular padding of the last k dims as one gather."""
+    if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"pad: mode {mode!r} pads the last 1, 2 or 3 dims of a 2-3, 3-4 or 4-5 dim "
+            f"input (as PyTorch); got {2 * k} pad values for an input of shape {x.shape}")
+    index = []
+    for d in range(x.ndim - k, x.ndim):
+        (lo, hi), n = widths[d], x.shape[d]
+        if n == 0 and (lo > 0 or hi > 0):
+            raise ValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
+        if mode == "reflect" and (lo >= n or hi >= n):
+            raise ValueError(f"pad: mode 'reflect' needs padding smaller than the dim, got "
+                             f"({lo}, {hi}) for dim {d} of size {n}")
+        if mode == "circular" and (lo > n or hi > n):
+            raise ValueError(f"pad: mode 'circular' needs padding at most the dim, got "
+                             f"({lo}, {hi}) for dim {d} of size {n}")
+        src = np.arange(-lo, n + hi)  # the input position each output position reads
+        if mode == "reflect":
+            src = np.abs(src)
+            src = np.where(src > n - 1, 2 * (n - 1) - src, src)
+        elif mode == "replicate":
+            src = np.clip(src, 0, n - 1)
+        else:
+            src = src % max(n, 1)
+        shape = [1] * k
+        shape[d - (x.ndim - k)] = src.size
+        index.append(src.reshape(shape))
+    if all(i.size == n and (i.ravel() == np.arange(n)).all()
+           for i, n in zip(index, x.shape[x.ndim - k:], strict=True)):
+        return x
+    return x[(slice(None),) * (x.ndim - k) + tuple(index)]
 
 
 def _conv_padding(padding, kernel, dilation, name):
@@ -308,15 +366,15 @@ def embedding(index, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: index must be integers, got dtype {idx.dtype}")
     if type(idx) is MetaArray:
-        if padding_idx is not None:
-            raise no_data("embedding with padding_idx (which rows are padding depends on data)")
+        pass  # no values to check: taken as in range
     elif idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
         raise IndexError(
             f"embedding: index out of range [0, {weight.shape[0]}): min {idx.min()}, "
             f"max {idx.max()}")
     out = weight[idx]
     if padding_idx is not None:
-        pad_rows = Tensor((idx == padding_idx)[..., None])
+        pad_rows = Tensor(MetaArray((*idx.shape, 1), np.bool_) if type(idx) is MetaArray
+                          else (idx == padding_idx)[..., None])
         out = where(pad_rows, out.detach(), out)
     return out
 
@@ -422,6 +480,36 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
     raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _class_indices(target, n_classes: int, ignore_index: int, who: str):
+    """(indices, ignored) of class-index targets; `ignored` is a boolean array, or None when
+    no target is ignored. Meta targets have no values: they are taken as in range and none
+    ignored, so a meta bill is the bill of a batch without ignored targets."""
+    tgt = target._data if isinstance(target, Tensor) else target
+    if type(tgt) is not MetaArray:
+        tgt = np.asarray(tgt)
+    if tgt.dtype.kind not in "iu":
+        raise TypeError(f"{who}: target must hold class indices, got dtype {tgt.dtype}")
+    if type(tgt) is MetaArray:
+        return tgt, None
+    ignored = tgt == ignore_index
+    if not ignored.any():
+        ignored = None
+    safe = tgt if ignored is None else np.where(ignored, 0, tgt)
+    if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
+        raise IndexError(f"{who}: target out of range [0, {n_classes}) (and != ignore_index)")
+    return safe, ignored
+
+
+def _filled(shape: tuple, value, dtype, meta: bool):
+    """An array of `value` (a meta array of that shape in meta mode)."""
+    return MetaArray(shape, dtype) if meta else np.full(shape, value, dtype=dtype)
+
+
+def _rows(n: int, like):
+    """Row numbers 0..n-1 for picking one entry per row (meta for meta targets)."""
+    return MetaArray((n,), np.int64) if type(like) is MetaArray else np.arange(n)
+
+
 def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices `target` under log-probabilities `logp`.
@@ -431,27 +519,24 @@ def nll_loss(logp: Tensor, target, weight: Tensor | None = None, ignore_index: i
     >>> fg.nn.functional.nll_loss(logp, fg.tensor([0, 1])).item()
     0.75
     """
-    tgt = np.asarray(target._data if isinstance(target, Tensor) else target)
-    if tgt.dtype.kind not in "iu":
-        raise TypeError(f"nll_loss: target must hold class indices, got dtype {tgt.dtype}")
     class_dim = 0 if logp.ndim == 1 else 1
-    n_classes = logp.shape[class_dim]
-    ignored = tgt == ignore_index
-    safe = np.where(ignored, 0, tgt)
-    if safe.size and (safe.min() < 0 or safe.max() >= n_classes):
-        raise IndexError(f"nll_loss: target out of range [0, {n_classes}) (and != ignore_index)")
-    if weight is None and logp.ndim == 2 and not ignored.any():  # the common case, 3 ops
-        picked = logp[np.arange(len(safe)), safe]
+    safe, ignored = _class_indices(target, logp.shape[class_dim], ignore_index, "nll_loss")
+    if weight is None and logp.ndim == 2 and ignored is None:  # the common case, 3 ops
+        picked = logp[_rows(len(safe), safe), safe]
         if reduction == "mean":
             return -(picked.sum() / len(safe))
         return -_reduce(picked, reduction, "nll_loss")
     if logp.ndim == 1:
         picked = logp[safe]
     else:
-        picked = logp.gather(1, np.expand_dims(safe, 1)).squeeze(1)
-    if ignored.any():  # ignored targets get exactly 0 gradient (not 0 * inf when all are)
+        column = (MetaArray((*safe.shape[:1], 1, *safe.shape[1:]), safe.dtype)
+                  if type(safe) is MetaArray else np.expand_dims(safe, 1))
+        picked = logp.gather(1, column).squeeze(1)
+    if ignored is not None:  # ignored targets get exactly 0 gradient (not 0 * inf when all are)
         picked = where(Tensor(ignored), 0.0, picked)
-    w = np.where(ignored, 0.0, 1.0).astype(logp.dtype)
+        w = np.where(ignored, 0.0, 1.0).astype(logp.dtype)
+    else:
+        w = _filled(safe.shape, 1.0, logp.dtype, meta=type(safe) is MetaArray)
     if weight is not None:
         wt = weight[safe] * Tensor(w)
     else:
@@ -467,6 +552,9 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy against class indices (or class probabilities).
 
+    Class-index targets may be meta tensors (a meta training step): they are taken as in
+    range, with no target equal to `ignore_index`.
+
     >>> import flopgrad as fg
     >>> fg.nn.functional.cross_entropy(fg.zeros(2, 4), fg.tensor([1, 3])).item()
     1.3862943649291992
@@ -474,20 +562,15 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
-    tgt = target._data if isinstance(target, Tensor) else np.asarray(target)
-    if (logits.ndim == 2 and weight is None and not label_smoothing
-            and isinstance(tgt, np.ndarray) and tgt.dtype.kind in "iu" and tgt.shape[:1]
-            == logits.shape[:1] and tgt.ndim == 1 and not (tgt == ignore_index).any()
-            and reduction in ("mean", "sum", "none")):  # the common case: one primitive
-        if tgt.size and (tgt.min() < 0 or tgt.max() >= logits.shape[1]):
-            raise IndexError(f"cross_entropy: target out of range [0, {logits.shape[1]})")
-        return apply(O.CROSS_ENTROPY, (logits,), (tgt, reduction))
+    tgt = target._data if isinstance(target, Tensor) else target
+    if type(tgt) is not MetaArray:
+        tgt = np.asarray(tgt)
     class_dim = 0 if logits.ndim == 1 else 1
-    logp = logits.log_softmax(class_dim)
     n_classes = logits.shape[class_dim]
-    wshape = [1] * logits.ndim
-    wshape[class_dim] = n_classes
     if tgt.dtype.kind == "f":  # class probabilities
+        logp = logits.log_softmax(class_dim)
+        wshape = [1] * logits.ndim
+        wshape[class_dim] = n_classes
         probs = _t(target)
         if label_smoothing:
             probs = probs * (1 - label_smoothing) + label_smoothing / n_classes
@@ -498,10 +581,22 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
         if reduction == "mean":
             return loss.sum() / (loss.numel() if logits.ndim > 1 else 1)
         return _reduce(loss, reduction, "cross_entropy")
+    safe, ignored = _class_indices(tgt, n_classes, ignore_index, "cross_entropy")
+    if (logits.ndim == 2 and weight is None and not label_smoothing and ignored is None
+            and safe.ndim == 1 and safe.shape[0] == logits.shape[0]
+            and reduction in ("mean", "sum", "none")):  # the common case: one primitive
+        return apply(O.CROSS_ENTROPY, (logits,), (safe, reduction))
+    logp = logits.log_softmax(class_dim)
     nll = nll_loss(logp, tgt, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
-    kept_mask = np.expand_dims(tgt != ignore_index, class_dim)
+    wshape = [1] * logits.ndim
+    wshape[class_dim] = n_classes
+    if ignored is None:
+        kept_shape = (*safe.shape[:class_dim], 1, *safe.shape[class_dim:])
+        kept_mask = _filled(kept_shape, True, bool, meta=type(safe) is MetaArray)
+    else:
+        kept_mask = np.expand_dims(~ignored, class_dim)
     kept = Tensor(kept_mask.astype(logits.dtype))
     terms = where(Tensor(kept_mask), logp, 0.0)  # exact zeros (and gradients) where ignored
     if weight is not None:
@@ -509,14 +604,44 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
     smooth = -terms.sum(class_dim)
     if reduction == "mean":
         if weight is not None:
-            safe = np.where(tgt == ignore_index, 0, tgt)
-            denom = (weight[safe] * kept.reshape(tgt.shape)).sum()
+            denom = (weight[safe] * kept.reshape(safe.shape)).sum()
         else:
-            denom = max(int((tgt != ignore_index).sum()), 0)
+            denom = safe.size if ignored is None else int((~ignored).sum())
         smooth = smooth.sum() / denom
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """One-hot int64 encoding of class indices: shape (*tensor.shape, num_classes), like
+    torch.nn.functional.one_hot. Meta indices need an explicit num_classes.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.one_hot(fg.tensor([0, 2]), 3).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
+    idx = tensor._data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected integer class indices, got dtype {idx.dtype}")
+    if not isinstance(num_classes, int | np.integer) or isinstance(num_classes, bool) or (
+            num_classes < -1):
+        raise ValueError(f"one_hot: num_classes must be -1 or a non-negative int, got "
+                         f"{num_classes!r}")
+    if type(idx) is MetaArray:
+        if num_classes == -1:
+            raise no_data("one_hot without num_classes (the class count comes from the data)")
+        return creation._make(MetaArray((*idx.shape, num_classes), np.int64), False)
+    if num_classes == -1:
+        if not idx.size:
+            raise ValueError("one_hot: cannot infer num_classes of an empty tensor; pass it")
+        num_classes = int(idx.max()) + 1
+    if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
+        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got min "
+                         f"{idx.min()}, max {idx.max()}")
+    out = np.zeros((*idx.shape, num_classes), dtype=np.int64)
+    np.put_along_axis(out, idx[..., None].astype(np.intp), 1, axis=-1)
+    return creation._make(out, False)
 
 
 def mse_loss(x: Tensor, target, reduction: str = "mean") -> Tensor:
