@@ -3,6 +3,8 @@ special files, modes, stale temporaries of a killed save, unreadable files."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,38 @@ def test_a_bare_tensor_and_nested_containers_round_trip(tmp_path):
     fg.save(obj, tmp_path / "o.safetensors")
     out = fg.load(tmp_path / "o.safetensors")
     assert out[0][1] == (1, "x", None) and out["k"] == {"deep": True} and out[7] == 2.5
+
+
+# ---------------------------------------------------------------- name clashes
+
+@pytest.mark.parametrize("obj,match", [
+    ({"a.b": fg.ones(1), "a": {"b": fg.zeros(1)}}, "two tensors would be stored as 'a.b'"),
+    ({"a": {"b": fg.zeros(1)}, "a.b": fg.ones(1)}, "two tensors would be stored as 'a.b'"),
+    ({"x.0": fg.ones(1), "x": [fg.zeros(1)]}, "'x.0'"),
+    ({1: fg.ones(1), "1": fg.zeros(1)}, "keys 1 and '1' would both be stored as '1'"),
+    ({"s": {"1": 5, 1: 6}}, r"keys '1' and 1 in 's'"),
+    ({"__metadata__": fg.ones(2)}, "'__metadata__': safetensors reserves"),
+    ({"": fg.ones(1), "tensor": fg.zeros(1)}, "'tensor'"),
+])
+def test_every_clash_raises_before_anything_is_written(tmp_path, obj, match):
+    path = tmp_path / "w.safetensors"
+    fg.save({"old": fg.ones(1)}, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=match):
+        fg.save(obj, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+
+
+@pytest.mark.parametrize("key", [True, 1.5, None, (1, 2)])
+def test_keys_that_would_not_load_back_are_refused(tmp_path, key):
+    with pytest.raises(TypeError, match="dict keys must be str or int"):
+        fg.save({"ok": 1, key: 2}, tmp_path / "w.safetensors")
+    assert not os.listdir(tmp_path)
+
+
+def test_int_keys_and_a_metadata_named_subtree_still_round_trip(tmp_path):
+    obj = {np.int64(3): fg.ones(1), "__metadata__": {"x": fg.ones(2)}, "m": {"__metadata__": 1}}
+    fg.save(obj, tmp_path / "w.safetensors")
+    out = fg.load(tmp_path / "w.safetensors")
+    assert set(out) == {3, "__metadata__", "m"} and out["__metadata__"]["x"].shape == (2,)

@@ -24,20 +24,46 @@ from flopgrad.files import write_atomic_bytes
 from flopgrad.tensor import Tensor
 
 _TREE_KEY = "flopgrad.tree"
+_HEADER_KEY = "__metadata__"  # safetensors' reserved header entry: no tensor may use it
+
+
+def _key_name(key, prefix: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int | np.integer) and not isinstance(key, bool | np.bool_):
+        return str(int(key))
+    raise TypeError(f"save: dict keys must be str or int, got {type(key).__name__} {key!r}"
+                    f"{f' in {prefix!r}' if prefix else ''}")
 
 
 def _flatten(obj, prefix: str, arrays: dict):
-    """Replace arrays by {"__tensor__": key} markers, collecting them in `arrays`."""
+    """Replace arrays by {"__tensor__": key} markers, collecting them in `arrays`.
+
+    Raises ValueError on every name clash (two tensors under one name, or two dict keys
+    that are stored alike), before anything is written."""
     if isinstance(obj, Tensor | np.ndarray):
         arr = obj._data if isinstance(obj, Tensor) else obj
         key = prefix or "tensor"
+        if key == _HEADER_KEY:
+            raise ValueError(f"save: a tensor cannot be stored as {key!r}: safetensors "
+                             "reserves that name for the file's metadata; rename the key")
+        if key in arrays:
+            raise ValueError(f"save: two tensors would be stored as {key!r} (a key with a "
+                             f"dot clashes with the nested keys it spells); rename one")
         arrays[key] = np.require(arr, requirements="C")  # keeps 0-d arrays 0-d
         return {"__tensor__": key}
     if isinstance(obj, dict):
-        out = {}
+        out, original = {}, {}
         for k, v in obj.items():
-            out[str(k)] = _flatten(v, f"{prefix}.{k}" if prefix else str(k), arrays)
-        return {"__dict__": out, "__intkeys__": [str(k) for k in obj if isinstance(k, int)]}
+            name = _key_name(k, prefix)
+            if name in out:
+                raise ValueError(f"save: keys {original[name]!r} and {k!r}"
+                                 f"{f' in {prefix!r}' if prefix else ''} would both be "
+                                 f"stored as {name!r}; rename one")
+            original[name] = k
+            out[name] = _flatten(v, f"{prefix}.{name}" if prefix else name, arrays)
+        return {"__dict__": out,
+                "__intkeys__": [n for n, k in original.items() if not isinstance(k, str)]}
     if isinstance(obj, list | tuple):
         return {"__list__": [_flatten(v, f"{prefix}.{i}", arrays) for i, v in enumerate(obj)],
                 "__tuple__": isinstance(obj, tuple)}
@@ -67,7 +93,9 @@ def save(obj, path: str | os.PathLike) -> None:
     """Write a state dict (model or optimizer, or a dict of them) to a .safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a broken
-    file in place. Tensors keep their shape, 0-d included.
+    file in place. Tensors keep their shape, 0-d included. Keys that would be stored under
+    the same name (`"a.b"` beside `{"a": {"b": ...}}`, `1` beside `"1"`) and a tensor named
+    `__metadata__` raise ValueError before anything is written.
 
     >>> import flopgrad as fg, os, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
