@@ -4,11 +4,16 @@ special files, modes, stale temporaries of a killed save, unreadable files."""
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
 import flopgrad as fg
+from flopgrad.files import remove_stale_temporaries, write_atomic_bytes
 
 # ---------------------------------------------------------------- shapes
 
@@ -96,3 +101,132 @@ def test_int_keys_and_a_metadata_named_subtree_still_round_trip(tmp_path):
     fg.save(obj, tmp_path / "w.safetensors")
     out = fg.load(tmp_path / "w.safetensors")
     assert set(out) == {3, "__metadata__", "m"} and out["__metadata__"]["x"].shape == (2,)
+
+
+# ---------------------------------------------------------------- symlinks, special files
+
+def test_save_writes_through_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "w.safetensors"
+    fg.save({"w": fg.zeros(2)}, target)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(target)
+    fg.save({"w": fg.ones(2)}, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert fg.load(target)["w"].tolist() == [1.0, 1.0]
+    assert sorted(os.listdir(tmp_path / "real")) == ["w.safetensors"]
+    assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "real"]
+
+
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.safetensors"
+    link.symlink_to("made.safetensors")
+    fg.save({"w": fg.ones(1)}, link)
+    assert link.is_symlink() and (tmp_path / "made.safetensors").is_file()
+
+
+def test_a_directory_or_special_file_is_refused(tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a directory"):
+        fg.save({"w": fg.ones(1)}, tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="it is a FIFO, not a regular file"):
+        fg.save({"w": fg.ones(1)}, fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    to_null = tmp_path / "null.safetensors"
+    to_null.symlink_to(os.devnull)
+    with pytest.raises(ValueError, match="character device"):
+        fg.save({"w": fg.ones(1)}, to_null)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["null.safetensors", "pipe"]
+    with pytest.raises(ValueError, match="empty path"):
+        fg.save({"w": fg.ones(1)}, "")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fg.save({"w": fg.ones(1)}, tmp_path / "no" / "w.safetensors")
+
+
+# ---------------------------------------------------------------- modes
+
+@pytest.fixture
+def umask():
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_(mask):
+        os.umask(mask)
+    yield set_
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664),
+                                       (0o000, 0o666)])
+def test_a_new_file_gets_0666_minus_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    fg.save({"w": fg.ones(1)}, tmp_path / "w.safetensors")
+    assert stat.S_IMODE(os.stat(tmp_path / "w.safetensors").st_mode) == mode
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask):
+    umask(0o022)
+    path = tmp_path / "w.safetensors"
+    fg.save({"w": fg.ones(1)}, path)
+    os.chmod(path, 0o604)
+    fg.save({"w": fg.zeros(1)}, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o604
+    assert fg.load(path)["w"].tolist() == [0.0]
+
+
+# ---------------------------------------------------------------- stale temporaries
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_dead_processes_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "w.safetensors"
+    stale = [f".w.safetensors.flopgrad-tmp-{_dead_pid()}-0123abcd",
+             f".w.safetensors.flopgrad-tmp-{os.getpid()}-00ff00ff"]  # ours, not in flight
+    kept = [f".w.safetensors.flopgrad-tmp-{os.getppid()}-0123abcd",  # a live writer
+            f".other.flopgrad-tmp-{_dead_pid()}-0123abcd",  # another file's
+            ".w.safetensors.flopgrad-tmp-notapid", "w.safetensors.bak"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"half")
+    fg.save({"w": fg.ones(1)}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["w.safetensors"])
+    assert remove_stale_temporaries(str(tmp_path), "w.safetensors") == []
+
+
+def test_a_save_killed_mid_write_is_cleaned_up_by_the_next(tmp_path):
+    path = tmp_path / "w.safetensors"
+    fg.save({"w": fg.zeros(3)}, path)
+    child = textwrap.dedent("""
+        import os, sys, time
+        import flopgrad as fg
+        def stall(fd):  # the data is written, not yet renamed: be killed here
+            print("writing", flush=True)
+            time.sleep(60)
+        os.fsync = stall
+        fg.save({"w": fg.ones(3)}, sys.argv[1])
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "writing\n"
+        proc.kill()
+    finally:
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    leftovers = [n for n in os.listdir(tmp_path) if n != "w.safetensors"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".w.safetensors.flopgrad-tmp-")
+    assert fg.load(path)["w"].tolist() == [0.0, 0.0, 0.0]  # the old file is intact
+    fg.save({"w": fg.full((3,), 2.0)}, path)
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+    assert fg.load(path)["w"].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_long_name_gets_a_temporary_that_fits(tmp_path):
+    name = "é" * 120 + ".safetensors"  # 252 bytes: no room to add a suffix in full
+    write_atomic_bytes(tmp_path / name, b"data")
+    assert os.listdir(tmp_path) == [name]
