@@ -3,6 +3,7 @@ special files, modes, stale temporaries of a killed save, unreadable files."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -11,9 +12,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from safetensors.numpy import save as st_save
 
 import flopgrad as fg
 from flopgrad.files import remove_stale_temporaries, write_atomic_bytes
+from flopgrad.serialization import FileFormatError
 
 # ---------------------------------------------------------------- shapes
 
@@ -230,3 +233,87 @@ def test_a_long_name_gets_a_temporary_that_fits(tmp_path):
     name = "é" * 120 + ".safetensors"  # 252 bytes: no room to add a suffix in full
     write_atomic_bytes(tmp_path / name, b"data")
     assert os.listdir(tmp_path) == [name]
+
+
+# ---------------------------------------------------------------- unreadable files
+
+def test_a_bfloat16_file_written_by_torch_names_the_tensor(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    path = tmp_path / "bf16.safetensors"
+    save_file({"ok": torch.ones(2), "emb.weight": torch.ones(2, dtype=torch.bfloat16)},
+              str(path))
+    with pytest.raises(FileFormatError,
+                       match=r"bf16.safetensors: tensor 'emb.weight' is bfloat16, and "
+                             "bfloat16 is not supported yet"):
+        fg.load(path)
+
+
+def _with_tree(tmp_path, tree, arrays=None) -> str:
+    path = tmp_path / "edited.safetensors"
+    meta = {"flopgrad.tree": tree if isinstance(tree, str) else json.dumps(tree)}
+    path.write_bytes(st_save(arrays if arrays is not None else {"w": np.ones(2)},
+                             metadata=meta))
+    return str(path)
+
+
+W = {"__tensor__": "w"}
+
+
+@pytest.mark.parametrize("tree,match", [
+    ("{not json", "flopgrad.tree is not JSON"),
+    ({"__tensor__": "missing"}, "refers to tensor 'missing'"),
+    ({"__tensor__": 5}, "refers to tensor '5'"),
+    ({"__dict__": [1, 2]}, "a dict entry"),
+    ({"__dict__": {"a": W}, "__intkeys__": 5}, "a dict entry"),
+    ({"__dict__": {"a": W}, "__intkeys__": [{}]}, "a dict entry"),
+    ({"__dict__": {"a": W}, "__intkeys__": ["a"]}, "integer key 'a'"),
+    ({"__dict__": {"1": W, "01": 2}, "__intkeys__": ["1", "01"]}, "integer key '01'"),
+    ({"__list__": {"a": 1}}, "a list entry"),
+    ({"__list__": [W], "__tuple__": "yes"}, "a list entry"),
+    ({"weird": 1}, "no __tensor__, __dict__ or __list__"),
+    ([W], "unexpected list"),
+    ({"__dict__": {}}, r"tensors \['w'\] are not part of the saved object"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "flopgrad.tree is", id="deep"),
+])
+def test_broken_flopgrad_metadata_is_one_clear_error(tmp_path, tree, match):
+    path = _with_tree(tmp_path, tree)
+    with pytest.raises(FileFormatError, match=match) as err:
+        fg.load(path)
+    assert str(err.value).startswith(f"load: {path} has broken flopgrad metadata: ")
+
+
+def _raw(header: dict | bytes, body: bytes = b"") -> bytes:
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return len(h).to_bytes(8, "little") + h + body
+
+
+@pytest.mark.parametrize("blob,match", [
+    (b"", "fewer than 8 bytes"),
+    ((10**6).to_bytes(8, "little") + b"{}", "runs past the end"),
+    (_raw(b"\xff\xfe"), "not UTF-8 JSON"),
+    (_raw([1, 2]), "not a JSON object"),
+    (_raw({"__metadata__": {"a": 1}}), "__metadata__ is not a map of strings"),
+    (_raw({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+     "not a valid safetensors file: "),
+    (_raw({"a": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}, b"\0"),
+     "tensor 'a' has dtype 'F8_E4M3'"),
+], ids=["empty", "long-header", "not-utf8", "not-object", "metadata", "offsets", "float8"])
+def test_a_malformed_file_is_one_clear_error(tmp_path, blob, match):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(blob)
+    with pytest.raises(FileFormatError, match=match) as err:
+        fg.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_loading_a_directory_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        fg.load(tmp_path)
+
+
+def test_a_plain_safetensors_file_still_loads(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    path.write_bytes(st_save({"a": np.array(3.0), "b": np.arange(3)}))
+    out = fg.load(path)
+    assert out["a"].shape == () and out["b"].tolist() == [0, 1, 2]

@@ -25,6 +25,30 @@ from flopgrad.tensor import Tensor
 
 _TREE_KEY = "flopgrad.tree"
 _HEADER_KEY = "__metadata__"  # safetensors' reserved header entry: no tensor may use it
+# safetensors dtypes that NumPy (hence flopgrad) holds; bfloat16 and the float8/6/4 are not
+_NUMPY_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32",
+                 "F64", "C64"}
+
+
+class FileFormatError(ValueError):
+    """fg.load: the file is not one flopgrad can read; the message names the file and why.
+
+    >>> import flopgrad as fg, os, tempfile
+    >>> from flopgrad.serialization import FileFormatError
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "junk.safetensors")
+    ...     with open(path, "wb") as f:
+    ...         _ = f.write(b"junk")
+    ...     try:
+    ...         fg.load(path)
+    ...     except FileFormatError as err:
+    ...         str(err).endswith("is not a valid safetensors file: fewer than 8 bytes")
+    True
+    """
+
+
+class _Malformed(Exception):
+    """Raised inside load's checks; load turns it into a FileFormatError naming the file."""
 
 
 def _key_name(key, prefix: str) -> str:
@@ -75,27 +99,59 @@ def _flatten(obj, prefix: str, arrays: dict):
                     "tensors, numbers, strings, lists and dicts")
 
 
-def _unflatten(obj, arrays: dict):
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            return Tensor(arrays[obj["__tensor__"]])
-        if "__dict__" in obj:
-            ints = set(obj.get("__intkeys__", []))
-            return {(int(k) if k in ints else k): _unflatten(v, arrays)
-                    for k, v in obj["__dict__"].items()}
-        if "__list__" in obj:
-            items = [_unflatten(v, arrays) for v in obj["__list__"]]
-            return tuple(items) if obj.get("__tuple__") else items
-    return obj
+def _int_key(name) -> int:
+    try:
+        value = int(name)
+    except (TypeError, ValueError):
+        value = None
+    if not isinstance(name, str) or str(value) != name:
+        raise _Malformed(f"integer key {name!r} is not an integer")
+    return value
+
+
+def _unflatten(node, arrays: dict, used: set):
+    """The object save() flattened; _Malformed for anything save() never writes."""
+    if node is None or isinstance(node, bool | int | float | str):
+        return node
+    if not isinstance(node, dict):
+        raise _Malformed(f"unexpected {type(node).__name__} {str(node)[:40]}")
+    if "__tensor__" in node:
+        key = node["__tensor__"]
+        if not isinstance(key, str) or key not in arrays:
+            raise _Malformed(f"refers to tensor {str(key)[:60]!r}, which the file does not hold")
+        used.add(key)
+        return Tensor(arrays[key])
+    if "__dict__" in node:
+        items, ints = node["__dict__"], node.get("__intkeys__", [])
+        if (not isinstance(items, dict) or not isinstance(ints, list)
+                or not all(isinstance(k, str) for k in ints)):
+            raise _Malformed("a dict entry without a dict of items and a list of integer keys")
+        ints = set(ints)
+        out = {}
+        for k, v in items.items():
+            key = _int_key(k) if k in ints else k
+            if key in out:
+                raise _Malformed(f"key {k!r} appears twice")
+            out[key] = _unflatten(v, arrays, used)
+        return out
+    if "__list__" in node:
+        items = node["__list__"]
+        if not isinstance(items, list) or not isinstance(node.get("__tuple__", False), bool):
+            raise _Malformed("a list entry without a list of items")
+        out = [_unflatten(v, arrays, used) for v in items]
+        return tuple(out) if node.get("__tuple__") else out
+    raise _Malformed(f"an entry with keys {sorted(node)[:5]} and no __tensor__, __dict__ or "
+                     "__list__")
 
 
 def save(obj, path: str | os.PathLike) -> None:
     """Write a state dict (model or optimizer, or a dict of them) to a .safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a broken
-    file in place. Tensors keep their shape, 0-d included. Keys that would be stored under
-    the same name (`"a.b"` beside `{"a": {"b": ...}}`, `1` beside `"1"`) and a tensor named
-    `__metadata__` raise ValueError before anything is written.
+    file in place (flopgrad.files: symlinks, modes, stale temporaries). Tensors keep their
+    shape, 0-d included. Keys that would be stored under the same name (`"a.b"` beside
+    `{"a": {"b": ...}}`, `1` beside `"1"`) and a tensor named `__metadata__` raise
+    ValueError before anything is written.
 
     >>> import flopgrad as fg, os, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -109,18 +165,58 @@ def save(obj, path: str | os.PathLike) -> None:
     write_atomic_bytes(path, blob)
 
 
-def _metadata(blob: bytes) -> dict:
+def _header(blob: bytes) -> dict:
+    """The safetensors header of blob, checked; _Malformed if it is not one."""
     if len(blob) < 8:
-        raise ValueError("load: file is too short to be safetensors")
+        raise _Malformed("fewer than 8 bytes")
     (n,) = struct.unpack("<Q", blob[:8])
     if n > len(blob) - 8:
-        raise ValueError("load: corrupt safetensors header (length past the end of the file)")
-    header = json.loads(blob[8: 8 + n])
-    return header.get("__metadata__", {}) or {}
+        raise _Malformed(f"the header length {n} runs past the end of the file")
+    try:
+        header = json.loads(blob[8: 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _Malformed("the header is not UTF-8 JSON") from None
+    if not isinstance(header, dict):
+        raise _Malformed("the header is not a JSON object")
+    meta = header.get(_HEADER_KEY) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _Malformed("the header's __metadata__ is not a map of strings")
+    return header
+
+
+def _check_dtypes(header: dict, path: str) -> None:
+    for key, info in header.items():
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        if key == _HEADER_KEY or not isinstance(dtype, str) or dtype in _NUMPY_DTYPES:
+            continue  # a malformed entry is safetensors' to report
+        if dtype == "BF16":
+            raise FileFormatError(f"load: {path}: tensor {key!r} is bfloat16, and bfloat16 is "
+                                  "not supported yet (convert it to float32 first)")
+        raise FileFormatError(f"load: {path}: tensor {key!r} has dtype {dtype[:20]!r}, which "
+                              "flopgrad does not support")
+
+
+def _restore(text: str, arrays: dict):
+    try:
+        tree = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _Malformed(f"{_TREE_KEY} is not JSON") from None
+    used: set = set()
+    try:
+        obj = _unflatten(tree, arrays, used)
+    except RecursionError:
+        raise _Malformed(f"{_TREE_KEY} is nested too deeply") from None
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise _Malformed(f"tensors {unused[:5]} are not part of the saved object")
+    return obj
 
 
 def load(path: str | os.PathLike):
     """Read what save() wrote (a plain safetensors file loads as a dict of tensors).
+
+    A file that is not valid safetensors, holds a dtype NumPy lacks (bfloat16, float8) or
+    carries broken flopgrad metadata raises FileFormatError (a ValueError) naming the file.
 
     >>> import flopgrad as fg, os, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -130,15 +226,25 @@ def load(path: str | os.PathLike):
     {'model': {'w': tensor([1., 1.])}, 'epoch': 3}
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load: {path} is a directory")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: {path} does not exist")
     with open(path, "rb") as f:
         blob = f.read()
     try:
-        meta = _metadata(blob)
+        header = _header(blob)
+    except _Malformed as err:
+        raise FileFormatError(f"load: {path} is not a valid safetensors file: {err}") from None
+    _check_dtypes(header, path)
+    try:
         arrays = _st_load(blob)
-    except Exception as err:
-        raise ValueError(f"load: {path} is not a valid safetensors file: {err}") from None
+    except Exception as err:  # safetensors' own checks (offsets, shapes, dtypes)
+        raise FileFormatError(f"load: {path} is not a valid safetensors file: {err}") from None
+    meta = header.get(_HEADER_KEY) or {}
     if _TREE_KEY not in meta:
         return {k: Tensor(v) for k, v in arrays.items()}
-    return _unflatten(json.loads(meta[_TREE_KEY]), arrays)
+    try:
+        return _restore(meta[_TREE_KEY], arrays)
+    except _Malformed as err:
+        raise FileFormatError(f"load: {path} has broken flopgrad metadata: {err}") from None
