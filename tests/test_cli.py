@@ -1,10 +1,16 @@
 """The command line: the main job (`flopgrad demo`) and `flopgrad train`."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 import flopgrad as fg
+from flopgrad import training
 from flopgrad.cli import main
 
 
@@ -43,3 +49,107 @@ def test_train_cnn_and_gpt_run(capsys):
 def test_train_reports_missing_data_clearly(tmp_path, capsys):
     assert main(["train", "mlp", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "train-images-idx3-ubyte" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- errors are one line
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err and err.endswith("\n") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if a command starts training (its inputs should have been refused)."""
+    def fit(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(training, "fit", fit)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["bill", "no-such-model"], ["flopgrad bill: error: unknown model 'no-such-model'; known"]),
+    (["budget", "--params", "-1", "--tokens", "1e9"], ["argument --params", "-1"]),
+    (["train", "mlp", "--steps", "2", "--quiet", "--save", "."],
+     ["argument --save", "cannot write .: it is a directory"]),
+    (["bill", "gpt2", "--batch", "0"], ["argument --batch", " 0"]),
+])
+def test_the_commands_of_issue_9_print_one_line(capsys, no_training, argv, words):
+    assert main(argv) == 2
+    err = _one_line(capsys.readouterr().err)
+    for word in words:
+        assert word in err
+
+
+def test_save_path_is_checked_before_training(tmp_path, capsys, no_training):
+    for bad, why in [(tmp_path, "is a directory"), ("", "empty path"),
+                     (tmp_path / "no" / "w.safetensors", "does not exist")]:
+        assert main(["train", "mlp", "--quiet", "--save", str(bad)]) == 2
+        assert why in _one_line(capsys.readouterr().err)
+    os.mkfifo(tmp_path / "fifo")
+    assert main(["train", "gpt", "--quiet", "--save", str(tmp_path / "fifo")]) == 2
+    assert "not a regular file" in _one_line(capsys.readouterr().err)
+
+
+def _npz(tmp_path, y_train, x_train=None):
+    path = tmp_path / f"mnist{len(os.listdir(tmp_path))}.npz"
+    x = np.zeros((len(y_train), 28, 28), np.uint8) if x_train is None else x_train
+    np.savez(path, x_train=x, y_train=np.asarray(y_train), x_test=np.zeros((2, 28, 28)),
+             y_test=np.array([0, 9]))
+    return str(path)
+
+
+def test_bad_data_files_are_refused_before_training(tmp_path, capsys, no_training):
+    cases = [(_npz(tmp_path, [0, 10, 3]), r"train label 10 \(example 1\) is not a class 0-9"),
+             (_npz(tmp_path, [-1]), "train label -1"),
+             (_npz(tmp_path, []), "the train set is empty|cannot reshape array of size 0"),
+             (_npz(tmp_path, [1], np.zeros((1, 5, 5))), "not a usable MNIST file"),
+             (_npz(tmp_path, [1], np.full((1, 28, 28), np.nan)), "NaN or infinite")]
+    for path, why in cases:
+        for model in ("mlp", "cnn"):
+            assert main(["train", model, "--data", path, "--quiet"]) == 2
+            err = _one_line(capsys.readouterr().err)
+            assert err.startswith(f"flopgrad train: error: --data {path}: ")
+            assert re.search(why, err)
+    (tmp_path / "junk.npz").write_bytes(b"PK not a zip")
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "train-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03\0")  # header cut short
+    (idx / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\0")
+    for path in (tmp_path / "junk.npz", idx):
+        assert main(["train", "mlp", "--data", str(path), "--quiet"]) == 2
+        assert "not a usable MNIST file" in _one_line(capsys.readouterr().err)
+    (tmp_path / "short.txt").write_text("too short")
+    assert main(["train", "gpt", "--data", str(tmp_path / "short.txt"), "--quiet"]) == 2
+    assert "need more than ctx=64" in _one_line(capsys.readouterr().err)
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "flopgrad", "budget", "--params", "1e9",
+                             "--tokens", "1e9"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -0`, before the command writes anything
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1 and err == b""
+
+
+def test_ctrl_c_exits_130_without_a_traceback(capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "fit", interrupted)
+    assert main(["train", "mlp", "--quiet"]) == 130
+    assert _one_line(capsys.readouterr().err) == "flopgrad train: interrupted\n"
+
+
+def test_sigint_during_training_exits_130():
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "flopgrad", "train", "mlp", "--epochs",
+                             "1000", "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("train mlp:")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and err == "flopgrad train: interrupted\n"

@@ -1,14 +1,25 @@
-"""The flopgrad command line: `flopgrad demo`, `flopgrad train {mlp,cnn,gpt}`."""
+"""The flopgrad command line: `flopgrad demo | train {mlp,cnn,gpt} | bill | budget`.
+
+A mistake in the arguments or the inputs is one line on stderr and exit status 2 (a --save
+path is checked before training, data files too). A closed pipe
+(`flopgrad bill gpt2 | head -1`) ends quietly, Ctrl-C with status 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import struct
 import sys
 import time
+import zipfile
+
+import numpy as np
 
 import flopgrad
 from flopgrad import data, models, optim, training
 from flopgrad.creation import manual_seed
+from flopgrad.files import writable_target
 from flopgrad.serialization import save
 
 DEMO_SIZES = [64, 128, 64, 10]  # seed 000's 784-128-64-10 MLP, on 8x8 digits
@@ -37,12 +48,35 @@ def cmd_demo(args) -> int:
     return 0
 
 
+_DATA_ERRORS = (ValueError, KeyError, OSError, EOFError, struct.error, zipfile.BadZipFile)
+
+
+def _check_labels(ds, path: str, split: str) -> None:
+    x, y = ds.arrays
+    if len(y) == 0:
+        raise ValueError(f"--data {path}: the {split} set is empty")
+    bad = np.flatnonzero((y < 0) | (y >= 10))
+    if bad.size:
+        raise ValueError(f"--data {path}: {split} label {y[bad[0]]} (example {bad[0]}) is not "
+                         "a class 0-9")
+    if not np.isfinite(x).all():
+        raise ValueError(f"--data {path}: the {split} images hold NaN or infinite values")
+
+
 def _classifier_data(kind: str, path: str | None):
     image = kind == "cnn"
-    if path:
-        return (data.mnist(path, train=True, image=image), data.mnist(path, train=False,
-                                                                       image=image), 28)
-    return data.digits(train=True, image=image), data.digits(train=False, image=image), 8
+    if not path:
+        return data.digits(train=True, image=image), data.digits(train=False, image=image), 8
+    try:
+        sets = [data.mnist(path, train=split, image=image) for split in (True, False)]
+    except FileNotFoundError:
+        raise
+    except _DATA_ERRORS as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"--data {path}: not a usable MNIST file or folder: {msg}") from None
+    for ds, split in zip(sets, ("train", "test"), strict=True):
+        _check_labels(ds, path, split)
+    return sets[0], sets[1], 28
 
 
 def cmd_train(args) -> int:
@@ -154,6 +188,22 @@ def cmd_budget(args) -> int:
     return 0
 
 
+# Every character str.splitlines() breaks at: error messages quote them, one line each.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in
+                              "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _one_line(text) -> str:
+    return str(text).translate(_LINE_BREAKS)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `flopgrad bill: error: ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def _positive(kind):
     def parse(s):
         v = kind(s)
@@ -163,8 +213,17 @@ def _positive(kind):
     return parse
 
 
+def _save_path(s: str) -> str:
+    """--save: checked writable before training, so a long run never ends in an error."""
+    try:
+        writable_target(s)
+    except (OSError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flopgrad",
         description="Automatic differentiation for NumPy that hands you the bill.")
     parser.add_argument("--version", action="version", version=f"flopgrad {flopgrad.__version__}")
@@ -184,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=_positive(int), default=32)
     tr.add_argument("--lr", type=_positive(float), default=None)
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--save", metavar="PATH", help="write the weights (safetensors)")
+    tr.add_argument("--save", metavar="PATH", type=_save_path,
+                    help="write the weights (safetensors); checked writable before training")
     tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
@@ -209,18 +269,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """After a broken pipe: send what is left to devnull, so that the flush at exit does
+    not raise again (the recipe of the Python docs, `signal` module, note on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a descriptor
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - open until the process exits
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `flopgrad` and `python -m flopgrad`."""
+    """Entry point of `flopgrad` and `python -m flopgrad`: returns the exit status (0 done,
+    1 output pipe closed, 2 bad arguments or inputs, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or an argument error already printed
+        return done.code if isinstance(done.code, int) else 2
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
     try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"flopgrad {args.command}: error: {err}", file=sys.stderr)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:
+        newline = "\n" if getattr(sys.stderr, "isatty", lambda: False)() else ""
+        print(f"{newline}flopgrad {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"flopgrad {args.command}: error: out of memory", file=sys.stderr)
         return 2
-
-
-
+    except (OSError, ValueError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"flopgrad {args.command}: error: {_one_line(msg)}", file=sys.stderr)
+        return 2

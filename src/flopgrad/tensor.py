@@ -44,21 +44,37 @@ def as_dtype(dtype) -> np.dtype | None:
     return np.dtype(dtype)
 
 
+def _wrap(d, ndim: int, name: str) -> int:
+    """One dim in [0, ndim), from PyTorch's range [-ndim, ndim - 1] (a 0-d tensor has the
+    dims -1 and 0); out of range is an IndexError with PyTorch's message, a bool a TypeError."""
+    if type(d) is not int:
+        if isinstance(d, bool) or not isinstance(d, int | np.integer):
+            raise TypeError(f"{name}: dim must be an int, got {type(d).__name__} {d!r}")
+        d = int(d)
+    n = ndim if ndim > 0 else 1
+    if d < -n or d >= n:
+        raise IndexError(f"{name}: Dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {d})")
+    return d + n if d < 0 else d
+
+
 def _dims(dim, axis, ndim: int, name: str):
-    """Resolve PyTorch's `dim` or NumPy's `axis` into a sorted tuple of non-negative axes."""
+    """Resolve PyTorch's `dim` or NumPy's `axis` into a sorted tuple of non-negative axes
+    (None: every dim; () for a 0-d tensor, whose only dims are -1 and 0)."""
     if axis is not None:
         if dim is not None:
             raise TypeError(f"{name}: pass either dim or axis, not both")
         dim = axis
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"{name}: dim {d} is out of range for a tensor with {ndim} dims")
-        out.append(d % max(ndim, 1))
-    return tuple(sorted(out))
+    if type(dim) is int or isinstance(dim, bool | np.integer):
+        d = _wrap(dim, ndim, name)
+        return (d,) if ndim else ()
+    out = sorted(_wrap(d, ndim, name) for d in dim)
+    for a, b in zip(out, out[1:], strict=False):
+        if a == b:
+            raise ValueError(f"{name}: dim {a} appears multiple times in the list of dims")
+    return tuple(out) if ndim else ()
 
 
 def _keep(keepdim, keepdims) -> bool:
@@ -66,10 +82,14 @@ def _keep(keepdim, keepdims) -> bool:
 
 
 def _one_dim(dim, axis, ndim, name) -> int:
-    dims = _dims(dim, axis, ndim, name)
-    if dims is None or len(dims) != 1:
-        raise TypeError(f"{name}: needs exactly one dim")
-    return dims[0]
+    """Exactly one dim, in [0, ndim) (0 for a 0-d tensor)."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{name}: pass either dim or axis, not both")
+        dim = axis
+    if dim is None or not isinstance(dim, int | np.integer):
+        raise TypeError(f"{name}: needs exactly one dim, got {dim!r}")
+    return _wrap(dim, ndim, name)
 
 
 def _shape_arg(shape) -> tuple:
@@ -552,7 +572,7 @@ class Tensor:
             raise RuntimeError(
                 "item assignment to a tensor that requires grad is not differentiable; "
                 "use fg.where, masked_fill or index_put style ops, or assign under fg.no_grad()")
-        self._data[_index_arg(idx)] = _data_of(value)
+        self._data[_index_arg(idx, self._data.shape)] = _data_of(value)
         self._version[0] += 1
 
     # ------------------------------------------------------------ arithmetic
@@ -631,7 +651,7 @@ class Tensor:
         return apply(O.LOGICAL_NOT, (self,))
 
     def __getitem__(self, idx):
-        idx = _index_arg(idx)
+        idx = _index_arg(idx, self._data.shape)
         return apply(O.INDEX if _is_advanced(idx) else O.GETITEM, (self,), (idx,))
 
     # ------------------------------------------------------------ named elementwise ops
@@ -1035,8 +1055,10 @@ class Tensor:
         if dim is None and axis is None:  # over the flattened tensor (keepdim: all dims 1)
             out = apply(op, (self.reshape(-1),), (0, False))
             return out.reshape((1,) * self.ndim) if _keep(keepdim, keepdims) else out
-        return apply(op, (self,), (_one_dim(dim, axis, self.ndim, name),
-                                   _keep(keepdim, keepdims)))
+        d = _one_dim(dim, axis, self.ndim, name)
+        if self.ndim == 0:
+            return apply(op, (self.reshape(1),), (0, False))
+        return apply(op, (self,), (d, _keep(keepdim, keepdims)))
 
     def cumsum(self, dim=None, *, axis=None):
         """Running sum along `dim`.
@@ -1045,7 +1067,10 @@ class Tensor:
         >>> fg.tensor([1, 2, 3]).cumsum(0).tolist()
         [1, 3, 6]
         """
-        return apply(O.CUMSUM, (self,), (_one_dim(dim, axis, self.ndim, "cumsum"),))
+        d = _one_dim(dim, axis, self.ndim, "cumsum")
+        if self.ndim == 0:  # a 0-d tensor is its own running sum
+            return apply(O.CUMSUM, (self.reshape(1),), (0,)).reshape(())
+        return apply(O.CUMSUM, (self,), (d,))
 
     def logsumexp(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """log(sum(exp(x))) over `dim`, computed stably.
@@ -1075,6 +1100,9 @@ class Tensor:
 
         >>> import flopgrad as fg
         >>> [round(v, 4) for v in fg.tensor([0.0, 0.0]).log_softmax().tolist()]
+        if self.ndim == 0:  # the value itself, at index 0
+            values, idx = self.reshape(1)._extreme(0, False, None, None, reduce_op, arg_op, name)
+            return MinMax(values.reshape(()), idx.reshape(()))
         [-0.6931, -0.6931]
         """
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
@@ -1120,7 +1148,6 @@ class Tensor:
         """
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
         shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
         return self.reshape(shape)
 
@@ -1132,10 +1159,11 @@ class Tensor:
         (4, 2, 3)
         """
         dims = _shape_arg(dims)
-        if len(dims) != self.ndim or sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(
-                range(self.ndim)):
+        if len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
-        dims = tuple(d % self.ndim for d in dims)
+        dims = tuple(_wrap(d, self.ndim, "permute") for d in dims)
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         if dims == tuple(range(self.ndim)):
             return self
         return apply(O.PERMUTE, (self,), (dims,))
@@ -1148,13 +1176,13 @@ class Tensor:
         (4, 3, 2)
         """
         order = list(range(self.ndim))
-        order[dim0], order[dim1] = order[dim1], order[dim0]
+        order[d0], order[d1] = order[d1], order[d0]
         return self.permute(*order)
 
     swapaxes = transpose
 
     def t(self):
-        """Transpose a 2-D tensor.
+        """Transpose a 2-D tensor (a 0-d or 1-D tensor is returned as it is).
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1, 2], [3, 4]]).t().tolist()
@@ -1184,7 +1212,7 @@ class Tensor:
         >>> fg.zeros(2, 3).unsqueeze(1).shape
         (2, 1, 3)
         """
-        d = dim % (self.ndim + 1)
+        d = _wrap(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def expand(self, *sizes):
@@ -1197,6 +1225,10 @@ class Tensor:
         sizes = _shape_arg(sizes)
         lead = len(sizes) - self.ndim
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+        s, e = _wrap(start_dim, self.ndim, "flatten"), _wrap(end_dim, self.ndim, "flatten")
+        if s > e:
+            raise dispatch.ShapeError(
+                f"flatten: start_dim {start_dim} cannot come after end_dim {end_dim}")
         return self.broadcast_to(shape)
 
     def expand_as(self, other: Tensor):
@@ -1226,6 +1258,9 @@ class Tensor:
         >>> import flopgrad as fg
         >>> fg.tensor([1, 2]).repeat(2, 2).tolist()
         [[1, 2, 1, 2], [1, 2, 1, 2]]
+        d0, d1 = _wrap(dim0, self.ndim, "transpose"), _wrap(dim1, self.ndim, "transpose")
+        if self.ndim == 0:
+            return self
         """
         sizes = _shape_arg(sizes)
         if len(sizes) < self.ndim:
@@ -1239,6 +1274,10 @@ class Tensor:
             big += [r, s]
         out = x.reshape(inter).broadcast_to(big)
         return out.reshape(tuple(r * s for r, s in zip(sizes, x.shape, strict=True)))
+        if self.ndim > 2:
+            raise dispatch.ShapeError(
+                f"t(): expects a tensor with <= 2 dims, got shape {self.shape}; use "
+                "transpose(dim0, dim1) or mT")
 
     def tile(self, *dims):
         """Like repeat, but missing leading dims count as 1 (NumPy's tile).
@@ -1271,10 +1310,24 @@ class Tensor:
         """
         if dims is None:
             return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
-        shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
-        dims = (dims,) if isinstance(dims, int) else tuple(dims)
-        return apply(O.ROLL, (self,), (shifts, tuple(d % self.ndim for d in dims)))
+        dims = (dims,) if isinstance(dims, int | np.integer) else tuple(dims)
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: shifts and dims must pair up, got {len(shifts)} shifts "
+                             f"{shifts} and {len(dims)} dims {dims}")
+        dims = tuple(_wrap(d, self.ndim, "roll") for d in dims)
+        if self.ndim == 0:
+            return self.reshape(1).roll(shifts, 0).reshape(())
+        return apply(O.ROLL, (self,), (shifts, dims))
 
+        if lead < 0:
+            raise dispatch.ShapeError(
+                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal "
+                f"to the number of dims of the tensor ({self.ndim}), shape {self.shape}")
+        for i, s in enumerate(sizes):
+            if s < -1 or (s == -1 and i < lead):
+                raise dispatch.ShapeError(
+                    f"expand: size {s} is not allowed at dim {i} of {sizes} for a tensor of "
+                    f"shape {self.shape} (-1, keep the size, only for an existing dim)")
     def split(self, split_size_or_sections, dim: int = 0):
         """Split into pieces of a given size (or the list of sizes) along `dim`.
 
@@ -1354,7 +1407,10 @@ class Parameter(Tensor):
 
 dispatch.Parameter = Parameter
 
+        shifts = (shifts,) if isinstance(shifts, int | np.integer) else tuple(shifts)
 
+            if len(shifts) != 1:
+                raise ValueError(f"roll: {len(shifts)} shifts need as many dims, got none")
 class MinMax(tuple):
     """(values, indices) returned by max(dim)/min(dim), like torch.return_types.
 
@@ -1427,12 +1483,13 @@ def _data_of(x):
     return x._data if isinstance(x, Tensor) else x
 
 
-def _index_arg(idx):
-    """Normalise an index: tensors to arrays, lists to int arrays, masks to nonzero()."""
+def _index_arg(idx, shape: tuple | None = None):
+    """Normalise an index: tensors to arrays, lists to int arrays, masks to nonzero() (a
+    mask must match the shape of the dims it indexes, when `shape` is given)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
     out = []
-    for i in idx:
+    for k, i in enumerate(idx):
         if isinstance(i, Tensor):
             i = i._data
         if isinstance(i, list):
@@ -1528,6 +1585,8 @@ def einsum(spec: str, *operands) -> Tensor:
         letters = lhs.replace(",", "")
         rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
         spec = f"{lhs}->{rhs}"
+            if shape is not None and i.ndim:
+                _check_mask(i, _mask_start(idx, k, len(shape)), shape)
     if "..." in spec:
         raise ValueError("einsum: '...' is not supported; name every index")
     subs = spec.split("->")[0].split(",")
@@ -1536,6 +1595,32 @@ def einsum(spec: str, *operands) -> Tensor:
     if any(len(set(s)) != len(s) for s in subs):
         raise ValueError(f"einsum: repeated index within one operand ({spec!r}) is not supported")
     if len(operands) > 2:
+def _dims_indexed(i) -> int:
+    """How many of the tensor's dims one index entry consumes (None and ... none here)."""
+    if i is None or i is Ellipsis:
+        return 0
+    data = i._data if isinstance(i, Tensor) else i
+    if isinstance(data, np.ndarray | MetaArray) and data.dtype == np.bool_:
+        return data.ndim
+    if isinstance(data, list):
+        arr = np.asarray(data)
+        return arr.ndim if arr.dtype == np.bool_ else 1
+    return 1
+
+
+def _mask_start(idx: tuple, k: int, ndim: int) -> int:
+    """The first of the tensor's dims that entry k of an index applies to."""
+    if any(i is Ellipsis for i in idx[:k]):
+        return ndim - sum(_dims_indexed(i) for i in idx[k:])
+    return sum(_dims_indexed(i) for i in idx[:k])
+
+
+def _check_mask(mask: np.ndarray, start: int, shape: tuple) -> None:
+    if mask.shape != tuple(shape[start:start + mask.ndim]):
+        raise IndexError(f"The shape of the mask {list(mask.shape)} at index {start} does not "
+                         f"match the shape of the indexed tensor {list(shape)} at index {start}")
+
+
         out = einsum(f"{subs[0]},{subs[1]}->{_keep_letters(subs, spec)}", *operands[:2])
         rest = ",".join([_keep_letters(subs, spec)] + subs[2:]) + "->" + spec.split("->")[1]
         return einsum(rest, out, *operands[2:])
@@ -1595,7 +1680,12 @@ def cat(tensors: Sequence, dim: int = 0) -> Tensor:
     tensors = [_t(x) for x in tensors]
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
-    d = dim % tensors[0].ndim
+    for i, x in enumerate(tensors):
+        if x.ndim == 0:
+            raise dispatch.ShapeError(
+                f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated; "
+                "use fg.stack or unsqueeze it first")
+    d = _wrap(dim, tensors[0].ndim, "cat")
     return apply(O.CAT, tuple(tensors), (d,))
 
 
@@ -1610,7 +1700,13 @@ def stack(tensors: Sequence, dim: int = 0) -> Tensor:
     (2, 2, 3)
     """
     tensors = [_t(x) for x in tensors]
-    d = dim % (tensors[0].ndim + 1)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    for i, x in enumerate(tensors):
+        if x.shape != tensors[0].shape:
+            raise dispatch.ShapeError(f"stack: expects tensors of one shape, got "
+                                      f"{tensors[0].shape} at 0 and {x.shape} at {i}")
+    d = _wrap(dim, tensors[0].ndim + 1, "stack")
     return cat([x.unsqueeze(d) for x in tensors], d)
 
 
@@ -1621,11 +1717,16 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     >>> [p.tolist() for p in fg.split(fg.arange(5), [1, 4])]
     [[0], [1, 2, 3, 4]]
     """
-    d = dim % x.ndim
+    if x.ndim == 0:
+        raise dispatch.ShapeError("split: a 0-d tensor cannot be split; it has no dims")
+    d = _wrap(dim, x.ndim, "split")
     n = x.shape[d]
-    if isinstance(split_size_or_sections, int):
-        step = split_size_or_sections
-        sizes = [builtins.min(step, n - s) for s in range(0, n, step)]
+    if isinstance(split_size_or_sections, int | np.integer):
+        step = int(split_size_or_sections)
+        if step < 0 or (step == 0 and n):
+            raise ValueError(f"split: split_size must be positive (0 only for an empty dim), "
+                             f"got {step} for dim {d} of length {n}")
+        sizes = [builtins.min(step, n - s) for s in range(0, n, step)] if n else [0]
     else:
         sizes = list(split_size_or_sections)
         if sum(sizes) != n:
@@ -1644,7 +1745,13 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     >>> [p.tolist() for p in fg.chunk(fg.arange(5), 3)]
     [[0, 1], [2, 3], [4]]
     """
-    n = x.shape[dim % x.ndim]
+    if isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks <= 0:
+        raise ValueError(f"chunk: expects chunks to be a positive int, got {chunks!r}")
+    if x.ndim == 0:
+        raise dispatch.ShapeError("chunk: a 0-d tensor cannot be chunked; it has no dims")
+    n = x.shape[_wrap(dim, x.ndim, "chunk")]
+    if n == 0:  # PyTorch: `chunks` empty pieces
+        return (x,) * int(chunks)
     return split(x, -(-n // chunks), dim)
 
 
@@ -1668,7 +1775,17 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
     [[3, 2]]
     """
     idx = _index_array(index)
-    return apply(O.INDEX, (x,), (_grid_index(idx, dim % x.ndim),))
+    d = _wrap(dim, x.ndim, "gather")
+    if x.ndim == 0:  # a 0-d tensor is gathered as one of 1 element
+        return gather(x.reshape(1), 0, _flat(idx)).reshape(idx.shape)
+    _same_ndim(x, idx, "gather")
+    return apply(O.INDEX, (x,), (_grid_index(idx, d),))
+
+
+def _same_ndim(x, idx, name: str) -> None:
+    if len(idx.shape) != x.ndim:
+        raise dispatch.ShapeError(f"{name}: the index must have as many dims as the input, "
+                                  f"got shapes {tuple(idx.shape)} and {x.shape}")
 
 
 def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
@@ -1682,7 +1799,7 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     idx = _index_array(index)
     src = _t(src)
     src = src[tuple(slice(s) for s in idx.shape)] if src.shape != idx.shape else src
-    spread = apply(O.INDEX_PUT, (src,), (x.shape, _grid_index(idx, dim % x.ndim), True))
+    spread = apply(O.INDEX_PUT, (src,), (x.shape, _grid_index(idx, d), True))
     return x + spread
 
 
@@ -1695,7 +1812,13 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
     [[1, 3], [4, 6]]
     """
     idx = _index_array(index)
-    return x[(slice(None),) * (dim % x.ndim) + (idx,)]
+    d = _wrap(dim, x.ndim, "index_select")
+    if len(idx.shape) > 1:
+        raise dispatch.ShapeError(f"index_select: the index must be 0-d or 1-D, got shape "
+                                  f"{tuple(idx.shape)}")
+    if x.ndim == 0:
+        return x.reshape(1)[_flat(idx)].reshape(())
+    return x[(slice(None),) * d + (_flat(idx),)]
 
 
 def outer(a, b) -> Tensor:
@@ -1711,3 +1834,16 @@ def outer(a, b) -> Tensor:
 
 # the backward engine builds on Tensor, so it is imported once Tensor exists
 from flopgrad import autograd as _autograd  # noqa: E402
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes must be non-negative, got {sizes}")
+def _flat(idx):
+    """An index array as 1-D (meta indices too)."""
+    if len(idx.shape) == 1:
+        return idx
+    return MetaArray((idx.size,), idx.dtype) if type(idx) is MetaArray else idx.reshape(-1)
+
+
+    d = _wrap(dim, x.ndim, "scatter_add")
+    if x.ndim == 0:
+        return scatter_add(x.reshape(1), 0, _flat(idx), src.reshape(-1)).reshape(())
+    _same_ndim(x, idx, "scatter_add")
