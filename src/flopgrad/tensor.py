@@ -1026,6 +1026,9 @@ class Tensor:
             return apply(reduce_op, (self,), (None, False))
         d = _one_dim(dim, axis, self.ndim, name)
         keep = _keep(keepdim, keepdims)
+        if self.ndim == 0:  # the value itself, at index 0
+            values, idx = self.reshape(1)._extreme(0, False, None, None, reduce_op, arg_op, name)
+            return MinMax(values.reshape(()), idx.reshape(()))
         idx = apply(arg_op, (self,), (d, True))
         values = self.gather(d, idx)
         if not keep:
@@ -1100,9 +1103,6 @@ class Tensor:
 
         >>> import flopgrad as fg
         >>> [round(v, 4) for v in fg.tensor([0.0, 0.0]).log_softmax().tolist()]
-        if self.ndim == 0:  # the value itself, at index 0
-            values, idx = self.reshape(1)._extreme(0, False, None, None, reduce_op, arg_op, name)
-            return MinMax(values.reshape(()), idx.reshape(()))
         [-0.6931, -0.6931]
         """
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
@@ -1146,6 +1146,10 @@ class Tensor:
         >>> fg.zeros(2, 3, 4).flatten(1).shape
         (2, 12)
         """
+        s, e = _wrap(start_dim, self.ndim, "flatten"), _wrap(end_dim, self.ndim, "flatten")
+        if s > e:
+            raise dispatch.ShapeError(
+                f"flatten: start_dim {start_dim} cannot come after end_dim {end_dim}")
         if self.ndim == 0:
             return self.reshape(1)
         shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
@@ -1175,6 +1179,9 @@ class Tensor:
         >>> fg.zeros(2, 3, 4).transpose(0, 2).shape
         (4, 3, 2)
         """
+        d0, d1 = _wrap(dim0, self.ndim, "transpose"), _wrap(dim1, self.ndim, "transpose")
+        if self.ndim == 0:
+            return self
         order = list(range(self.ndim))
         order[d0], order[d1] = order[d1], order[d0]
         return self.permute(*order)
@@ -1188,6 +1195,10 @@ class Tensor:
         >>> fg.tensor([[1, 2], [3, 4]]).t().tolist()
         [[1, 3], [2, 4]]
         """
+        if self.ndim > 2:
+            raise dispatch.ShapeError(
+                f"t(): expects a tensor with <= 2 dims, got shape {self.shape}; use "
+                "transpose(dim0, dim1) or mT")
         return self.T
 
     def squeeze(self, dim=None):
@@ -1224,11 +1235,16 @@ class Tensor:
         """
         sizes = _shape_arg(sizes)
         lead = len(sizes) - self.ndim
-        shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
-        s, e = _wrap(start_dim, self.ndim, "flatten"), _wrap(end_dim, self.ndim, "flatten")
-        if s > e:
+        if lead < 0:
             raise dispatch.ShapeError(
-                f"flatten: start_dim {start_dim} cannot come after end_dim {end_dim}")
+                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal "
+                f"to the number of dims of the tensor ({self.ndim}), shape {self.shape}")
+        for i, s in enumerate(sizes):
+            if s < -1 or (s == -1 and i < lead):
+                raise dispatch.ShapeError(
+                    f"expand: size {s} is not allowed at dim {i} of {sizes} for a tensor of "
+                    f"shape {self.shape} (-1, keep the size, only for an existing dim)")
+        shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
         return self.broadcast_to(shape)
 
     def expand_as(self, other: Tensor):
@@ -1258,9 +1274,6 @@ class Tensor:
         >>> import flopgrad as fg
         >>> fg.tensor([1, 2]).repeat(2, 2).tolist()
         [[1, 2, 1, 2], [1, 2, 1, 2]]
-        d0, d1 = _wrap(dim0, self.ndim, "transpose"), _wrap(dim1, self.ndim, "transpose")
-        if self.ndim == 0:
-            return self
         """
         sizes = _shape_arg(sizes)
         if len(sizes) < self.ndim:
@@ -1274,10 +1287,6 @@ class Tensor:
             big += [r, s]
         out = x.reshape(inter).broadcast_to(big)
         return out.reshape(tuple(r * s for r, s in zip(sizes, x.shape, strict=True)))
-        if self.ndim > 2:
-            raise dispatch.ShapeError(
-                f"t(): expects a tensor with <= 2 dims, got shape {self.shape}; use "
-                "transpose(dim0, dim1) or mT")
 
     def tile(self, *dims):
         """Like repeat, but missing leading dims count as 1 (NumPy's tile).
@@ -1308,7 +1317,10 @@ class Tensor:
         >>> fg.tensor([1, 2, 3]).roll(1).tolist()
         [3, 1, 2]
         """
+        shifts = (shifts,) if isinstance(shifts, int | np.integer) else tuple(shifts)
         if dims is None:
+            if len(shifts) != 1:
+                raise ValueError(f"roll: {len(shifts)} shifts need as many dims, got none")
             return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
         dims = (dims,) if isinstance(dims, int | np.integer) else tuple(dims)
         if len(shifts) != len(dims):
@@ -1319,15 +1331,6 @@ class Tensor:
             return self.reshape(1).roll(shifts, 0).reshape(())
         return apply(O.ROLL, (self,), (shifts, dims))
 
-        if lead < 0:
-            raise dispatch.ShapeError(
-                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal "
-                f"to the number of dims of the tensor ({self.ndim}), shape {self.shape}")
-        for i, s in enumerate(sizes):
-            if s < -1 or (s == -1 and i < lead):
-                raise dispatch.ShapeError(
-                    f"expand: size {s} is not allowed at dim {i} of {sizes} for a tensor of "
-                    f"shape {self.shape} (-1, keep the size, only for an existing dim)")
     def split(self, split_size_or_sections, dim: int = 0):
         """Split into pieces of a given size (or the list of sizes) along `dim`.
 
@@ -1407,10 +1410,7 @@ class Parameter(Tensor):
 
 dispatch.Parameter = Parameter
 
-        shifts = (shifts,) if isinstance(shifts, int | np.integer) else tuple(shifts)
 
-            if len(shifts) != 1:
-                raise ValueError(f"roll: {len(shifts)} shifts need as many dims, got none")
 class MinMax(tuple):
     """(values, indices) returned by max(dim)/min(dim), like torch.return_types.
 
@@ -1500,12 +1500,40 @@ def _index_arg(idx, shape: tuple | None = None):
             out.append(i)
             continue
         if isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            if shape is not None and i.ndim:
+                _check_mask(i, _mask_start(idx, k, len(shape)), shape)
             out.extend(np.nonzero(i))
             continue
         if isinstance(i, np.ndarray) and i.dtype.kind not in "iu":
             raise IndexError(f"index arrays must be integers or booleans, got dtype {i.dtype}")
         out.append(i)
     return tuple(out)
+
+
+def _dims_indexed(i) -> int:
+    """How many of the tensor's dims one index entry consumes (None and ... none here)."""
+    if i is None or i is Ellipsis:
+        return 0
+    data = i._data if isinstance(i, Tensor) else i
+    if isinstance(data, np.ndarray | MetaArray) and data.dtype == np.bool_:
+        return data.ndim
+    if isinstance(data, list):
+        arr = np.asarray(data)
+        return arr.ndim if arr.dtype == np.bool_ else 1
+    return 1
+
+
+def _mask_start(idx: tuple, k: int, ndim: int) -> int:
+    """The first of the tensor's dims that entry k of an index applies to."""
+    if any(i is Ellipsis for i in idx[:k]):
+        return ndim - sum(_dims_indexed(i) for i in idx[k:])
+    return sum(_dims_indexed(i) for i in idx[:k])
+
+
+def _check_mask(mask: np.ndarray, start: int, shape: tuple) -> None:
+    if mask.shape != tuple(shape[start:start + mask.ndim]):
+        raise IndexError(f"The shape of the mask {list(mask.shape)} at index {start} does not "
+                         f"match the shape of the indexed tensor {list(shape)} at index {start}")
 
 
 def _is_advanced(idx: tuple) -> bool:
@@ -1585,8 +1613,6 @@ def einsum(spec: str, *operands) -> Tensor:
         letters = lhs.replace(",", "")
         rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
         spec = f"{lhs}->{rhs}"
-            if shape is not None and i.ndim:
-                _check_mask(i, _mask_start(idx, k, len(shape)), shape)
     if "..." in spec:
         raise ValueError("einsum: '...' is not supported; name every index")
     subs = spec.split("->")[0].split(",")
@@ -1595,32 +1621,6 @@ def einsum(spec: str, *operands) -> Tensor:
     if any(len(set(s)) != len(s) for s in subs):
         raise ValueError(f"einsum: repeated index within one operand ({spec!r}) is not supported")
     if len(operands) > 2:
-def _dims_indexed(i) -> int:
-    """How many of the tensor's dims one index entry consumes (None and ... none here)."""
-    if i is None or i is Ellipsis:
-        return 0
-    data = i._data if isinstance(i, Tensor) else i
-    if isinstance(data, np.ndarray | MetaArray) and data.dtype == np.bool_:
-        return data.ndim
-    if isinstance(data, list):
-        arr = np.asarray(data)
-        return arr.ndim if arr.dtype == np.bool_ else 1
-    return 1
-
-
-def _mask_start(idx: tuple, k: int, ndim: int) -> int:
-    """The first of the tensor's dims that entry k of an index applies to."""
-    if any(i is Ellipsis for i in idx[:k]):
-        return ndim - sum(_dims_indexed(i) for i in idx[k:])
-    return sum(_dims_indexed(i) for i in idx[:k])
-
-
-def _check_mask(mask: np.ndarray, start: int, shape: tuple) -> None:
-    if mask.shape != tuple(shape[start:start + mask.ndim]):
-        raise IndexError(f"The shape of the mask {list(mask.shape)} at index {start} does not "
-                         f"match the shape of the indexed tensor {list(shape)} at index {start}")
-
-
         out = einsum(f"{subs[0]},{subs[1]}->{_keep_letters(subs, spec)}", *operands[:2])
         rest = ",".join([_keep_letters(subs, spec)] + subs[2:]) + "->" + spec.split("->")[1]
         return einsum(rest, out, *operands[2:])
@@ -1729,6 +1729,8 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
         sizes = [builtins.min(step, n - s) for s in range(0, n, step)] if n else [0]
     else:
         sizes = list(split_size_or_sections)
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes must be non-negative, got {sizes}")
         if sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to dim {d}'s length {n}")
     out, start = [], 0
@@ -1759,6 +1761,13 @@ def _index_array(index):
     """An integer index as an array (meta indices stay meta: only their shape matters)."""
     data = _data_of(index)
     return data if type(data) is MetaArray else np.asarray(data)
+
+
+def _flat(idx):
+    """An index array as 1-D (meta indices too)."""
+    if len(idx.shape) == 1:
+        return idx
+    return MetaArray((idx.size,), idx.dtype) if type(idx) is MetaArray else idx.reshape(-1)
 
 
 def _grid_index(index: np.ndarray, dim: int) -> tuple:
@@ -1797,7 +1806,11 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     [[0.0, 2.0], [1.0, 1.0]]
     """
     idx = _index_array(index)
+    d = _wrap(dim, x.ndim, "scatter_add")
     src = _t(src)
+    if x.ndim == 0:
+        return scatter_add(x.reshape(1), 0, _flat(idx), src.reshape(-1)).reshape(())
+    _same_ndim(x, idx, "scatter_add")
     src = src[tuple(slice(s) for s in idx.shape)] if src.shape != idx.shape else src
     spread = apply(O.INDEX_PUT, (src,), (x.shape, _grid_index(idx, d), True))
     return x + spread
@@ -1834,16 +1847,3 @@ def outer(a, b) -> Tensor:
 
 # the backward engine builds on Tensor, so it is imported once Tensor exists
 from flopgrad import autograd as _autograd  # noqa: E402
-        if any(s < 0 for s in sizes):
-            raise ValueError(f"split: sizes must be non-negative, got {sizes}")
-def _flat(idx):
-    """An index array as 1-D (meta indices too)."""
-    if len(idx.shape) == 1:
-        return idx
-    return MetaArray((idx.size,), idx.dtype) if type(idx) is MetaArray else idx.reshape(-1)
-
-
-    d = _wrap(dim, x.ndim, "scatter_add")
-    if x.ndim == 0:
-        return scatter_add(x.reshape(1), 0, _flat(idx), src.reshape(-1)).reshape(())
-    _same_ndim(x, idx, "scatter_add")

@@ -1,0 +1,188 @@
+"""PyTorch's semantics where flopgrad used to differ silently (issue 9): dims, 0-d and empty
+tensors, float16 accumulation, masks, NaN gradients, argument parsing. Each case is compared
+with torch where torch defines the behaviour."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import flopgrad as fg
+
+
+def t64(values, requires_grad: bool = False) -> fg.Tensor:
+    return fg.tensor(np.asarray(values, dtype=np.float64), requires_grad=requires_grad)
+
+
+def torch_error(fn) -> Exception:
+    with pytest.raises(Exception) as err:
+        fn()
+    return err.value
+
+
+# ---------------------------------------------------------------- dims out of range
+
+X23 = np.arange(6.0).reshape(2, 3)
+IDX = np.zeros((2, 3), dtype=np.int64)
+
+OUT_OF_RANGE = {
+    "unsqueeze": (lambda x: x.unsqueeze(5), lambda x: x.unsqueeze(5)),
+    "unsqueeze-neg": (lambda x: x.unsqueeze(-4), lambda x: x.unsqueeze(-4)),
+    "cat": (lambda x: fg.cat([x, x], 5), lambda x: torch.cat([x, x], 5)),
+    "stack": (lambda x: fg.stack([x, x], 5), lambda x: torch.stack([x, x], 5)),
+    "split": (lambda x: x.split(1, 5), lambda x: x.split(1, 5)),
+    "chunk": (lambda x: x.chunk(1, 5), lambda x: x.chunk(1, 5)),
+    "gather": (lambda x: x.gather(5, fg.tensor(IDX)), lambda x: x.gather(5, torch.tensor(IDX))),
+    "scatter_add": (lambda x: x.scatter_add(-3, fg.tensor(IDX), x),
+                    lambda x: x.scatter_add(-3, torch.tensor(IDX), x)),
+    "index_select": (lambda x: x.index_select(2, fg.tensor([0])),
+                     lambda x: x.index_select(2, torch.tensor([0]))),
+    "flatten": (lambda x: x.flatten(5), lambda x: x.flatten(5)),
+    "roll": (lambda x: x.roll(1, 5), lambda x: x.roll(1, 5)),
+    "transpose": (lambda x: x.transpose(0, 5), lambda x: x.transpose(0, 5)),
+    "sum": (lambda x: x.sum(2), lambda x: x.sum(2)),
+    "softmax": (lambda x: x.softmax(2), lambda x: x.softmax(2)),
+    "cumsum": (lambda x: x.cumsum(-3), lambda x: x.cumsum(-3)),
+    "flip": (lambda x: x.flip(2), lambda x: x.flip(2)),
+    "max": (lambda x: x.max(2), lambda x: x.max(2)),
+}
+
+
+@pytest.mark.parametrize("name", OUT_OF_RANGE)
+def test_dims_out_of_range_raise_like_torch(name):
+    ours, theirs = OUT_OF_RANGE[name]
+    expected = torch_error(lambda: theirs(torch.tensor(X23)))
+    assert isinstance(expected, IndexError)
+    with pytest.raises(IndexError) as err:
+        ours(fg.tensor(X23))
+    # the same message as torch's: "Dimension out of range (expected to be in range of
+    # [-2, 1], but got 5)", after the op's name
+    assert str(err.value).endswith(str(expected)), (str(err.value), str(expected))
+
+
+@pytest.mark.parametrize("fn,torch_fn,error", [
+    (lambda x: fg.ones(3).expand(-1, 3), lambda x: torch.ones(3).expand(-1, 3), fg.ShapeError),
+    (lambda x: x.expand(3), lambda x: x.expand(3), fg.ShapeError),
+    (lambda x: x.split([5, -1], 1), lambda x: x.split([5, -1], 1), ValueError),
+    (lambda x: x.split(0), lambda x: x.split(0), ValueError),
+    (lambda x: x.split(-1), lambda x: x.split(-1), ValueError),
+    (lambda x: x.flatten(1, 0), lambda x: x.flatten(1, 0), fg.ShapeError),
+    (lambda x: x.chunk(0), lambda x: x.chunk(0), ValueError),
+    (lambda x: fg.cat([fg.tensor(1.0), fg.tensor(2.0)]),
+     lambda x: torch.cat([torch.tensor(1.0), torch.tensor(2.0)]), fg.ShapeError),
+    (lambda x: fg.ones(2, 3, 4).t(), lambda x: torch.ones(2, 3, 4).t(), fg.ShapeError),
+    (lambda x: fg.arange(5).roll((2, 1), 0), lambda x: torch.arange(5).roll((2, 1), 0),
+     ValueError),
+    (lambda x: fg.arange(5).roll((2, 1)), lambda x: torch.arange(5).roll((2, 1)), ValueError),
+    (lambda x: x.sum((0, 0)), lambda x: x.sum((0, 0)), ValueError),
+    (lambda x: x.permute(0, 0), lambda x: x.permute(0, 0), ValueError),
+    (lambda x: x.gather(1, fg.zeros(2, dtype="int64")),
+     lambda x: x.gather(1, torch.zeros(2, dtype=torch.long)), fg.ShapeError),
+])
+def test_invalid_shape_arguments_raise_where_torch_does(fn, torch_fn, error):
+    torch_error(lambda: torch_fn(torch.tensor(X23)))
+    with pytest.raises(error):
+        fn(fg.tensor(X23))
+
+
+@pytest.mark.parametrize("index", [
+    (np.array([True, False]),),  # shorter than its axis
+    (slice(None), np.array([True, False])),
+    (np.ones((4, 2), dtype=bool),),
+    (Ellipsis, np.array([True, False])),
+])
+def test_boolean_mask_must_match_the_dims_it_indexes(index):
+    x = np.arange(12.0).reshape(4, 3)
+    expected = torch_error(lambda: torch.tensor(x)[tuple(
+        torch.tensor(i) if isinstance(i, np.ndarray) else i for i in index)])
+    assert isinstance(expected, IndexError)
+    with pytest.raises(IndexError, match="shape of the mask"):
+        fg.tensor(x)[tuple(fg.tensor(i) if isinstance(i, np.ndarray) else i for i in index)]
+    with pytest.raises(IndexError, match="shape of the mask"):
+        with fg.no_grad():
+            fg.tensor(x)[index] = 0.0
+
+
+@pytest.mark.parametrize("index", [
+    (np.array([True, False, True, True]), 1),
+    (slice(None), np.array([True, False, True])),
+    (Ellipsis, np.array([True, False, True])),
+    (None, np.array([True, False, False, True])),
+    (np.ones((4, 3), dtype=bool),),
+])
+def test_boolean_masks_that_fit_index_as_in_torch(index):
+    x = np.arange(12.0).reshape(4, 3)
+    ours = fg.tensor(x)[index]
+    theirs = torch.tensor(x)[tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i
+                                   for i in index)]
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_valid_negative_and_edge_dims_still_work():
+    x = fg.tensor(X23)
+    assert x.unsqueeze(-3).shape == (1, 2, 3) and x.unsqueeze(2).shape == (2, 3, 1)
+    assert fg.stack([x, x], -1).shape == (2, 3, 2) and fg.cat([x, x], -1).shape == (2, 6)
+    assert x.expand(4, -1, -1).shape == (4, 2, 3)
+    assert [p.shape for p in fg.ones(0, 2).split(0)] == [(0, 2)]
+    assert [p.shape for p in fg.ones(0).chunk(2)] == [(0,), (0,)]
+    assert x.flatten(1, 1).shape == (2, 3) and x.flatten(-2, -1).shape == (6,)
+    assert fg.ones(2).t().shape == (2,) and fg.tensor(1.0).t().shape == ()
+    r = fg.arange(6).reshape(2, 3).roll((1, 1), (0, 1))
+    assert r.tolist() == torch.arange(6).reshape(2, 3).roll((1, 1), (0, 1)).tolist()
+    assert x.index_select(0, fg.tensor(1)).shape == (1, 3)  # a 0-d index, as in torch
+
+
+# ---------------------------------------------------------------- 0-d tensors: dims -1 and 0
+
+ZERO_D = {
+    "sum": lambda x, d: x.sum(d),
+    "mean": lambda x, d: x.mean(d),
+    "amax": lambda x, d: x.amax(d),
+    "amin": lambda x, d: x.amin(d),
+    "prod": lambda x, d: x.prod(d),
+    "logsumexp": lambda x, d: x.logsumexp(d),
+    "max-values": lambda x, d: x.max(d)[0],
+    "min-values": lambda x, d: x.min(d)[0],
+    "gather": lambda x, d: x.gather(d, (torch if isinstance(x, torch.Tensor) else fg).tensor(0)),
+    "transpose": lambda x, d: x.transpose(d, 0),
+    "flip": lambda x, d: x.flip(d),
+    "cumsum": lambda x, d: x.cumsum(d),
+    "softmax": lambda x, d: x.softmax(d),
+    "log_softmax": lambda x, d: x.log_softmax(d),
+    "squeeze": lambda x, d: x.squeeze(d),
+    "unsqueeze": lambda x, d: x.unsqueeze(d),
+    "sum-keepdim": lambda x, d: x.sum(d, keepdim=True),
+    "std-biased": lambda x, d: x.std(d, unbiased=False),
+}
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+@pytest.mark.parametrize("name", ZERO_D)
+def test_zero_dim_tensors_have_dims_minus_one_and_zero(name, dim):
+    fn = ZERO_D[name]
+    x = t64(1.5, requires_grad=True)
+    tx = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    ours, theirs = fn(x, dim), fn(tx, dim)
+    assert ours.shape == tuple(theirs.shape)
+    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy())
+    if theirs.requires_grad:
+        ours.sum().backward()
+        theirs.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+
+
+def test_zero_dim_max_and_argmax_indices():
+    values, indices = fg.tensor(3.0).max(0)
+    assert values.shape == () and indices.shape == () and indices.item() == 0
+    assert fg.tensor(3.0).argmax(-1).shape == ()
+    with pytest.raises(IndexError, match=re.escape("[-1, 0], but got 1")):
+        fg.tensor(3.0).sum(1)
+
+
+def test_zero_dim_std_over_its_dim_is_nan_like_torch():
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert np.isnan(fg.tensor(3.0).std(0).item())
+    assert torch.tensor(3.0).std(0).isnan()
