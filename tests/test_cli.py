@@ -71,7 +71,7 @@ def no_training(monkeypatch):
     (["budget", "--params", "-1", "--tokens", "1e9"], ["argument --params", "-1"]),
     (["train", "mlp", "--steps", "2", "--quiet", "--save", "."],
      ["argument --save", "cannot write .: it is a directory"]),
-    (["bill", "gpt2", "--batch", "0"], ["argument --batch", " 0"]),
+    (["bill", "gpt2", "--batch", "0"], ["argument --batch", "must be positive"]),
 ])
 def test_the_commands_of_issue_9_print_one_line(capsys, no_training, argv, words):
     assert main(argv) == 2
@@ -153,3 +153,82 @@ def test_sigint_during_training_exits_130():
         proc.kill()
         proc.wait()
     assert proc.returncode == 130 and err == "flopgrad train: interrupted\n"
+
+
+# ---------------------------------------------------------------- flags do what they say
+
+def test_bill_preset_sizes_are_overridden_by_options(capsys):
+    assert main(["bill", "gpt2", "--n-layer", "2", "--ctx", "64", "--depth", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("gpt2 with --n-layer 2, --ctx 64: n_layer 2, n_head 12, "
+                            "d_model 768, ctx 64, vocab 50257: ")
+    n = fg.models.GPTConfig(n_layer=2, ctx=64).num_params()
+    assert f"{n:,} parameters" in first
+    assert main(["bill", "gpt2", "--n-head", "5"]) == 2
+    assert "not divisible by n_head 5" in _one_line(capsys.readouterr().err)
+
+
+def test_train_gpt_honours_epochs_and_steps(tmp_path, capsys, monkeypatch):
+    calls = []
+    real_fit = training.fit
+
+    def fit(*args, **kwargs):
+        calls.append(len(real_fit(*args, **kwargs)))
+        return [1.0] * calls[-1]
+    monkeypatch.setattr(training, "fit", fit)
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 3)  # 135 chars
+    # 71 windows of 64 characters, 3 batches of 32 per epoch
+    assert main(["train", "gpt", "--data", str(corpus), "--epochs", "2", "--quiet"]) == 0
+    assert main(["train", "gpt", "--data", str(corpus), "--steps", "1", "--quiet",
+                 "--epochs", "5"]) == 0
+    assert calls == [6, 1]
+    assert "final loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["train", "mlp", "--lr", "nan"], "--lr"), (["train", "mlp", "--lr", "inf"], "--lr"),
+    (["train", "mlp", "--lr", "-1e-3"], "--lr"), (["train", "mlp", "--lr", "0"], "--lr"),
+    (["train", "mlp", "--lr", "fast"], "--lr"), (["train", "mlp", "--save="], "--save"),
+    (["train", "mlp", "--data="], "--data"), (["train", "mlp", "--epochs", "1.5"], "--epochs"),
+    (["train", "gpt", "--epochs", "0"], "--epochs"), (["train", "cnn", "--steps", "-2"], "--steps"),
+    (["train", "mlp", "--batch-size", "0"], "--batch-size"),
+    (["train", "mlp", "--seed", "-1"], "--seed"), (["demo", "--seed", "0.5"], "--seed"),
+    (["demo", "--epochs", "nan"], "--epochs"),
+    (["budget", "--params", "0.5", "--tokens", "1e9"], "--params"),
+    (["budget", "--params", "1e9", "--tokens", "0"], "--tokens"),
+    (["budget", "--params", "1e9", "--tokens", "nan"], "--tokens"),
+    (["budget", "--params", "1e400", "--tokens", "1e9"], "--params"),
+    (["budget", "--params", "1" + "0" * 400, "--tokens", "1e9"], "--params"),
+    (["budget", "--params", "1e9", "--tokens", "1e9", "--price-per-gpu-hour", "nan"],
+     "--price-per-gpu-hour"),
+    (["budget", "--params", "1e9", "--tokens", "1e9", "--price-per-gpu-hour", "-1"],
+     "--price-per-gpu-hour"),
+    (["budget", "--params", "1e9", "--tokens", "1e9", "--mfu", "0"], "--mfu"),
+    (["budget", "--params", "1e9", "--tokens", "1e9", "--mfu", "1.01"], "--mfu"),
+    (["budget", "--params", "1e9", "--tokens", "1e9", "--gpus", "2.5"], "--gpus"),
+    (["bill", "gpt2", "--depth", "0"], "--depth"), (["bill", "--n-layer", "-3"], "--n-layer"),
+    (["bill", "gpt2", "--batch", "1.5"], "--batch"),
+    (["bill", "gpt2", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["budget"], "the following arguments are required: --tokens"),
+])
+def test_every_bad_number_is_an_argparse_error_naming_the_option(capsys, no_training, argv,
+                                                                 option):
+    assert main(argv) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert re.match(rf"flopgrad( {argv[0]})?: error: ", err) and option in err
+
+
+def test_good_numbers_in_any_notation_are_accepted(capsys):
+    assert main(["budget", "--params", "7e9", "--tokens", "2_000_000", "--gpus", "8.0",
+                 "--mfu", "1", "--price-per-gpu-hour", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "7e+09" in out or "7,000,000,000" in out
+    assert main(["budget", "--tokens", "1e9"]) == 2
+    assert "give --params N" in _one_line(capsys.readouterr().err)
+
+
+def test_help_and_version_exit_0(capsys):
+    assert main(["--version"]) == 0
+    assert main(["bill", "--help"]) == 0
+    assert "overrides the preset's" in " ".join(capsys.readouterr().out.split())

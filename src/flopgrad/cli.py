@@ -1,13 +1,16 @@
 """The flopgrad command line: `flopgrad demo | train {mlp,cnn,gpt} | bill | budget`.
 
-A mistake in the arguments or the inputs is one line on stderr and exit status 2 (a --save
-path is checked before training, data files too). A closed pipe
+Every mistake in the arguments or the inputs is one line on stderr and exit status 2:
+options are checked when parsed (finite, positive, whole where they count something; a
+--save path that can be written), data files before training starts. A closed pipe
 (`flopgrad bill gpt2 | head -1`) ends quietly, Ctrl-C with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import struct
 import sys
@@ -90,11 +93,11 @@ def cmd_train(args) -> int:
             model = models.CNN(image_size=side)
         loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                                  seed=args.seed)
-        opt = optim.Adam(model.parameters(), lr=args.lr or 2e-3)
+        opt = optim.Adam(model.parameters(), lr=2e-3 if args.lr is None else args.lr)
         loss_fn = training._loss_fn
         print(f"train {args.model}: {model.num_parameters():,} parameters, "
               f"{len(train_set)} train / {len(test_set)} test examples")
-        training.fit(model, loader, opt, loss_fn, epochs=args.epochs, steps=args.steps,
+        training.fit(model, loader, opt, loss_fn, epochs=args.epochs or 10, steps=args.steps,
                      progress=not args.quiet)
         acc = training.evaluate(model, data.DataLoader(test_set, batch_size=256))
         print(f"test accuracy {100 * acc:.2f}%")
@@ -106,16 +109,17 @@ def cmd_train(args) -> int:
         model = models.GPT(cfg)
         loader = data.DataLoader(corpus, batch_size=args.batch_size, shuffle=True,
                                  seed=args.seed)
-        opt = optim.AdamW(model.parameters(), lr=args.lr or 3e-3, weight_decay=0.01)
+        opt = optim.AdamW(model.parameters(), lr=3e-3 if args.lr is None else args.lr,
+                          weight_decay=0.01)
 
         def loss_fn(m, batch):
             return m(batch[0], batch[1])[1]
 
-        steps = args.steps if args.steps is not None else 200
+        steps = 200 if args.steps is None and args.epochs is None else args.steps
         print(f"train gpt: {model.num_parameters():,} parameters, vocab {cfg.vocab}, "
               f"{len(corpus.tokens):,} characters")
-        losses = training.fit(model, loader, opt, loss_fn, steps=steps, clip=1.0,
-                              progress=not args.quiet)
+        losses = training.fit(model, loader, opt, loss_fn, epochs=args.epochs or 1, steps=steps,
+                              clip=1.0, progress=not args.quiet)
         print(f"final loss {sum(losses[-10:]) / len(losses[-10:]):.3f} (uniform would be "
               f"{__import__('math').log(cfg.vocab):.3f})")
         tokens = args.batch_size * ctx
@@ -132,12 +136,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+_SIZES = ("n_layer", "n_head", "d_model", "ctx", "vocab")
+
+
 def _config_from_args(args):
+    """A preset with the sizes given as options overriding its fields, or all the sizes."""
     from flopgrad.planning import model_config
-    sizes = {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model", "ctx", "vocab")}
+    sizes = {k: getattr(args, k) for k in _SIZES if getattr(args, k) is not None}
     if args.model:
-        return model_config(args.model)
-    missing = [f"--{k.replace('_', '-')}" for k, v in sizes.items() if v is None]
+        return dataclasses.replace(model_config(args.model), **sizes)
+    missing = [f"--{k.replace('_', '-')}" for k in _SIZES if k not in sizes]
     if missing:
         raise ValueError(f"give a preset MODEL or all of {', '.join(missing)}")
     return models.GPTConfig(**sizes)
@@ -153,7 +161,11 @@ def cmd_bill(args) -> int:
     seconds = time.perf_counter() - start
     n = cfg.num_params()
     tokens = args.batch * cfg.ctx
-    print(f"{args.model or 'custom GPT'}: n_layer {cfg.n_layer}, n_head {cfg.n_head}, "
+    given = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in _SIZES
+             if getattr(args, k) is not None]
+    name = (args.model + (" with " + ", ".join(given) if given else "") if args.model
+            else "custom GPT")
+    print(f"{name}: n_layer {cfg.n_layer}, n_head {cfg.n_head}, "
           f"d_model {cfg.d_model}, ctx {cfg.ctx}, vocab {cfg.vocab}: {n:,} parameters; "
           f"one AdamW step on {args.batch} x {cfg.ctx} tokens (meta tensors, counted in "
           f"{seconds:.2f} s)\n")
@@ -181,6 +193,8 @@ def cmd_bill(args) -> int:
 def cmd_budget(args) -> int:
     """GPU-hours, days and cost of a training run."""
     from flopgrad.planning import budget
+    if args.params is None and args.model is None:
+        raise ValueError("give --params N (for 6ND) or --model PRESET (for an exact count)")
     b = budget(params=args.params, tokens=args.tokens, model=args.model, gpu=args.gpu,
                gpus=args.gpus, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour)
     print(b.summary())
@@ -204,13 +218,47 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
-def _positive(kind):
-    def parse(s):
-        v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+_LARGEST = 10**300  # whole numbers stay below float's range (budgets compute in floats)
+
+
+def _whole(minimum: int):
+    """Parse a whole number >= minimum; float notation is fine if exact (7e9, 1e3)."""
+    def whole(s: str) -> int:
+        rule = (f"must be positive and whole, got {s!r}" if minimum == 1 else
+                f"must be a whole number >= {minimum}, got {s!r}")
+        try:
+            v = int(s)
+        except ValueError:
+            try:
+                f = float(s)
+            except ValueError:
+                f = math.nan
+            if not (math.isfinite(f) and f.is_integer()):
+                raise argparse.ArgumentTypeError(rule) from None
+            v = int(f)
+        if v < minimum or v > _LARGEST:
+            raise argparse.ArgumentTypeError(rule if v < minimum else f"is too large: {s!r}")
         return v
-    return parse
+    return whole
+
+
+def _real(rule: str, ok):
+    """Parse a finite number for which ok(value) holds; the error says `rule`."""
+    def real(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"{rule}, got {s!r}")
+        return v
+    return real
+
+
+def _path(s: str) -> str:
+    if not s:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return s
 
 
 def _save_path(s: str) -> str:
@@ -228,21 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Automatic differentiation for NumPy that hands you the bill.")
     parser.add_argument("--version", action="version", version=f"flopgrad {flopgrad.__version__}")
     sub = parser.add_subparsers(dest="command", title="commands")
+    count, seed = _whole(1), _whole(0)
     demo = sub.add_parser("demo", help="train seed 000's MLP on digits and print its bill")
-    demo.add_argument("--epochs", type=_positive(int), default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=count, default=30)
+    demo.add_argument("--seed", type=seed, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
     tr = sub.add_parser("train", help="train an MLP, a CNN or a small GPT")
     tr.add_argument("model", choices=["mlp", "cnn", "gpt"])
-    tr.add_argument("--data", help="MNIST folder/.npz (mlp, cnn) or a text file (gpt); "
-                                   "default: scikit-learn digits / Python's own sources")
-    tr.add_argument("--epochs", type=_positive(int), default=10)
-    tr.add_argument("--steps", type=_positive(int), default=None,
+    tr.add_argument("--data", type=_path,
+                    help="MNIST folder/.npz (mlp, cnn) or a text file (gpt); "
+                         "default: scikit-learn digits / Python's own sources")
+    tr.add_argument("--epochs", type=count, default=None,
+                    help="passes over the data (default: 10 for mlp and cnn; gpt trains 200 "
+                         "steps unless --epochs or --steps is given)")
+    tr.add_argument("--steps", type=count, default=None,
                     help="train exactly this many steps (overrides --epochs)")
-    tr.add_argument("--batch-size", type=_positive(int), default=32)
-    tr.add_argument("--lr", type=_positive(float), default=None)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--batch-size", type=count, default=32)
+    tr.add_argument("--lr", type=_real("must be positive and finite", lambda v: v > 0),
+                    default=None, help="learning rate (default 2e-3 for mlp and cnn, 3e-3 for gpt)")
+    tr.add_argument("--seed", type=seed, default=0)
     tr.add_argument("--save", metavar="PATH", type=_save_path,
                     help="write the weights (safetensors); checked writable before training")
     tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
@@ -251,20 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     bl = sub.add_parser("bill", help="exact FLOPs and memory of one training step of a GPT "
                                      "of any size (meta tensors: nothing is allocated)")
     bl.add_argument("model", nargs="?", help="a preset: gpt2, gpt2-xl, gpt3-175b, "
-                                             "llama-7b-style, ... (or give the sizes)")
+                                             "llama-7b-style, ... (or give all the sizes); "
+                                             "sizes given with a preset override its own")
+    sizes = bl.add_argument_group("sizes", "all five without a preset; with a preset, "
+                                           "each one given overrides the preset's")
     for k in ("n-layer", "n-head", "d-model", "ctx", "vocab"):
-        bl.add_argument(f"--{k}", type=_positive(int))
-    bl.add_argument("--batch", type=_positive(int), default=1)
-    bl.add_argument("--depth", type=_positive(int), default=3, help="scope depth of the table")
+        sizes.add_argument(f"--{k}", type=count)
+    bl.add_argument("--batch", type=count, default=1)
+    bl.add_argument("--depth", type=count, default=3, help="scope depth of the table")
     bl.set_defaults(func=cmd_bill)
     bu = sub.add_parser("budget", help="GPU-hours, days and cost of a training run")
-    bu.add_argument("--params", type=_positive(float), help="parameters N (6ND)")
+    bu.add_argument("--params", type=count, help="parameters N (6ND); 7e9 is fine")
     bu.add_argument("--model", help="a preset, for an exact count per token")
-    bu.add_argument("--tokens", type=_positive(float), required=True, help="training tokens D")
+    bu.add_argument("--tokens", type=count, required=True, help="training tokens D")
     bu.add_argument("--gpu", default="h100")
-    bu.add_argument("--gpus", type=_positive(int), default=1)
-    bu.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (0, 1]")
-    bu.add_argument("--price-per-gpu-hour", type=float, default=None)
+    bu.add_argument("--gpus", type=count, default=1)
+    bu.add_argument("--mfu", type=_real("mfu must be in (0, 1]", lambda v: 0 < v <= 1),
+                    default=0.4, help="model FLOPs utilisation (0, 1]")
+    bu.add_argument("--price-per-gpu-hour", default=None,
+                    type=_real("must be finite and >= 0", lambda v: v >= 0))
     bu.set_defaults(func=cmd_budget)
     return parser
 
