@@ -186,3 +186,26 @@ def test_zero_dim_std_over_its_dim_is_nan_like_torch():
     with np.errstate(invalid="ignore", divide="ignore"):
         assert np.isnan(fg.tensor(3.0).std(0).item())
     assert torch.tensor(3.0).std(0).isnan()
+
+
+# ---------------------------------------------------------------- clear errors, empty layers
+
+def test_linear_with_zero_in_features_works_like_torch():
+    with pytest.warns(UserWarning, match="zero-element"):
+        lin = fg.nn.Linear(0, 3)
+    with pytest.warns(UserWarning, match="zero-element"):
+        tlin = torch.nn.Linear(0, 3)
+    x = fg.ones(2, 0, requires_grad=True)
+    y = lin(x)
+    ty = tlin(torch.ones(2, 0))
+    assert y.shape == tuple(ty.shape) == (2, 3)
+    np.testing.assert_array_equal(y.detach().numpy(), ty.detach().numpy())  # zeros, bias 0
+    y.sum().backward()
+    assert x.grad.shape == (2, 0) and lin.weight.grad.shape == (3, 0)
+    assert lin.bias.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_arange_with_zero_step_is_a_clear_error():
+    torch_error(lambda: torch.arange(0, 5, 0))
+    with pytest.raises(ValueError, match="step must be nonzero"):
+        fg.arange(0, 5, 0)

@@ -170,6 +170,8 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False,
     """
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise ValueError(f"arange: step must be nonzero, got {step!r}")
     if dtype is None:
         ints = all(isinstance(v, int) for v in (start, end, step))
         dtype = np.int64 if ints else np.float32

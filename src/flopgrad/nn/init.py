@@ -10,6 +10,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special
@@ -138,6 +139,14 @@ def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
+def _zero_elements(t: Tensor) -> bool:
+    """PyTorch's kaiming initialisers leave a tensor without elements alone, with a warning."""
+    if 0 in t.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return True
+    return False
+
+
 def _kaiming_std(t, a, mode, nonlinearity) -> float:
     fan_in, fan_out = _fans(t)
     fan = fan_in if mode == "fan_in" else fan_out
@@ -156,6 +165,8 @@ def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
     >>> bool((w.abs() <= 1.0).all())  # b = sqrt(2) * sqrt(3 / 6)
     True
     """
+    if _zero_elements(t):
+        return t
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound)
 
@@ -169,6 +180,8 @@ def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
     >>> fg.nn.init.kaiming_normal_(fg.empty(8, 6), nonlinearity="relu").shape
     (8, 6)
     """
+    if _zero_elements(t):
+        return t
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))
 
 
