@@ -5,6 +5,7 @@ with torch where torch defines the behaviour."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -209,3 +210,73 @@ def test_arange_with_zero_step_is_a_clear_error():
     torch_error(lambda: torch.arange(0, 5, 0))
     with pytest.raises(ValueError, match="step must be nonzero"):
         fg.arange(0, 5, 0)
+
+
+# ---------------------------------------------------------------- MultiheadAttention masks
+
+def _mha_pair(e=8, h=2):
+    """A flopgrad and a torch MultiheadAttention with the same float64 weights."""
+    fg.manual_seed(0)
+    ours = fg.nn.MultiheadAttention(e, h)
+    theirs = torch.nn.MultiheadAttention(e, h, batch_first=True).double()
+    rng = np.random.default_rng(1)
+    for p in ours.parameters():
+        p._data = p._data.astype(np.float64)
+    ours.in_proj_bias._data[...] = rng.standard_normal(3 * e)
+    ours.out_proj.bias._data[...] = rng.standard_normal(e)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.tensor(ours.in_proj_weight.detach().numpy()))
+        theirs.in_proj_bias.copy_(torch.tensor(ours.in_proj_bias.detach().numpy()))
+        theirs.out_proj.weight.copy_(torch.tensor(ours.out_proj.weight.detach().numpy()))
+        theirs.out_proj.bias.copy_(torch.tensor(ours.out_proj.bias.detach().numpy()))
+    return ours, theirs
+
+
+_rng = np.random.default_rng(0)
+N_, L_, S_, H_ = 2, 4, 5, 2
+ATTN_BOOL = _rng.random((L_, S_)) < 0.4
+ATTN_BOOL[:, 0] = False  # every query may attend somewhere
+KPM_BOOL = np.zeros((N_, S_), dtype=bool)
+KPM_BOOL[0, 3:] = True
+KPM_BOOL[1, 1] = True
+HEAD_BOOL = _rng.random((N_ * H_, L_, S_)) < 0.4
+HEAD_BOOL[..., 2] = False
+
+
+@pytest.mark.parametrize("masks", [
+    {"attn_mask": ATTN_BOOL},
+    {"key_padding_mask": KPM_BOOL},
+    {"attn_mask": ATTN_BOOL, "key_padding_mask": KPM_BOOL},
+    {"attn_mask": HEAD_BOOL, "key_padding_mask": KPM_BOOL},
+    {"attn_mask": np.where(ATTN_BOOL, -1e9, 0.0)},
+    {"attn_mask": np.where(ATTN_BOOL, -np.inf, 0.5), "key_padding_mask": KPM_BOOL},
+], ids=["attn", "padding", "both", "per-head", "float", "float-and-bool"])
+def test_multihead_attention_masks_mean_masked_out_as_in_torch(masks):
+    ours, theirs = _mha_pair(e=8, h=H_)
+    rng = np.random.default_rng(2)
+    q, kv = rng.standard_normal((N_, L_, 8)), rng.standard_normal((N_, S_, 8))
+    xq, xkv = t64(q, requires_grad=True), t64(kv, requires_grad=True)
+    tq = torch.tensor(q, requires_grad=True)
+    tkv = torch.tensor(kv, requires_grad=True)
+    out = ours(xq, xkv, xkv, **{k: fg.tensor(v) for k, v in masks.items()})[0]
+    with warnings.catch_warnings():  # torch deprecates masks of mixed types
+        warnings.simplefilter("ignore", UserWarning)
+        tout = theirs(tq, tkv, tkv, need_weights=False,
+                      **{k: torch.tensor(v) for k, v in masks.items()})[0]
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    out.square().sum().backward()
+    tout.square().sum().backward()
+    np.testing.assert_allclose(xq.grad.numpy(), tq.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(xkv.grad.numpy(), tkv.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_multihead_attention_causal_with_padding_mask():
+    ours, theirs = _mha_pair()
+    x = np.random.default_rng(3).standard_normal((N_, S_, 8))
+    causal = np.triu(np.ones((S_, S_), dtype=bool), 1)
+    out = ours(t64(x), t64(x), t64(x), is_causal=True, key_padding_mask=fg.tensor(KPM_BOOL))[0]
+    tout = theirs(*(torch.tensor(x),) * 3, need_weights=False, is_causal=True,
+                  attn_mask=torch.tensor(causal), key_padding_mask=torch.tensor(KPM_BOOL))[0]
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
