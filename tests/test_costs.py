@@ -374,6 +374,22 @@ def _sum_bool():
     return row, (0, 6 * 3, 0, (24 + 6) * I64)
 
 
+# sum_f32: a float16 tensor summed into float32, for mean and var of float16 (PyTorch's
+# accumulation); an event named sum: n - 1 adds per output, the input read at 2 bytes, the
+# float32 result written at 4.
+def _sum_f32(shape, axes):
+    def fn():
+        x = pos(*shape, dtype=np.float16)
+        row = the(run(lambda: x.mean(axes)), "sum")
+        outs = n(shape) // n(shape[d] for d in (range(len(shape)) if axes is None else axes))
+        return row, (0, n(shape) - outs, 0, n(shape) * 2 + outs * F32)
+    return fn
+
+
+case("sum_f32", "mean-of-all-2x3x4-f16")(_sum_f32((2, 3, 4), None))
+case("sum_f32", "mean-axes02-f16")(_sum_f32((2, 3, 4), (0, 2)))
+
+
 def _arg_cases(name, method):
     def along(shape, dim, dtype=np.float32, item=F32):
         x = pos(*shape, dtype=dtype)

@@ -280,3 +280,83 @@ def test_multihead_attention_causal_with_padding_mask():
                   attn_mask=torch.tensor(causal), key_padding_mask=torch.tensor(KPM_BOOL))[0]
     np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-10,
                                atol=1e-12)
+
+
+# ---------------------------------------------------------------- float16 accumulates in float32
+
+_HALF = (np.random.default_rng(0).standard_normal(70_000) * 10 + 300).astype(np.float16)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "std"])
+def test_float16_reductions_accumulate_in_float32_like_torch(name):
+    ours = getattr(fg.tensor(_HALF), name)()
+    theirs = getattr(torch.tensor(_HALF), name)()
+    assert ours.dtype == np.float16
+    np.testing.assert_allclose(ours.numpy().astype(np.float64), theirs.double().numpy(),
+                               rtol=2e-3)
+    if name != "sum":  # the sum itself is beyond float16's range: inf in both
+        assert np.isfinite(ours.item())
+
+
+def test_float16_sum_along_a_strided_dim_does_not_stall():
+    a = np.full((10_000, 2), 0.1, dtype=np.float16)  # float16 accumulation stops at 256
+    for fn in (lambda t: t.sum(0), lambda t: t.mean(0)):
+        np.testing.assert_allclose(fn(fg.tensor(a)).numpy().astype(np.float64),
+                                   fn(torch.tensor(a)).double().numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mean", "var"])
+def test_float16_mean_and_var_gradients_are_float16_and_accurate(name):
+    x = fg.tensor(_HALF[:5000], requires_grad=True)
+    getattr(x, name)().backward()
+    assert x.grad.dtype == np.float16
+    # against the float64 gradient (torch's float16 var gradient is off by the rounding of
+    # the float16 mean it subtracts; flopgrad differentiates through that mean as well)
+    exact = torch.tensor(_HALF[:5000], dtype=torch.float64, requires_grad=True)
+    getattr(exact, name)().backward()
+    np.testing.assert_allclose(x.grad.numpy().astype(np.float64), exact.grad.numpy(),
+                               rtol=2e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_float16_layer_norm_matches_torch(affine):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 768)) * 10).astype(np.float16)
+    w = (rng.standard_normal(768) + 1).astype(np.float16) if affine else None
+    b = rng.standard_normal(768).astype(np.float16) if affine else None
+    fw, fb = (fg.tensor(w), fg.tensor(b)) if affine else (None, None)
+    tw, tb = (torch.tensor(w), torch.tensor(b)) if affine else (None, None)
+    ours = fg.nn.functional.layer_norm(fg.tensor(x), (768,), fw, fb)
+    theirs = torch.nn.functional.layer_norm(torch.tensor(x), (768,), tw, tb)
+    assert ours.dtype == np.float16 and np.abs(ours.numpy()).max() > 1
+    np.testing.assert_allclose(ours.numpy().astype(np.float64), theirs.double().numpy(),
+                               rtol=2e-3, atol=2e-3)
+    # the fused input gradient too
+    xg = fg.tensor(x, requires_grad=True)
+    txg = torch.tensor(x, requires_grad=True)
+    g = rng.standard_normal((4, 768)).astype(np.float16)
+    fg.nn.functional.layer_norm(xg, (768,), fw, fb).backward(fg.tensor(g))
+    torch.nn.functional.layer_norm(txg, (768,), tw, tb).backward(torch.tensor(g))
+    assert xg.grad.dtype == np.float16
+    np.testing.assert_allclose(xg.grad.numpy().astype(np.float64), txg.grad.double().numpy(),
+                               rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "erf"])
+def test_float16_sigmoid_and_erf_keep_the_dtype(name):
+    x = _HALF[:10] / 100
+    ours = getattr(fg.tensor(x), name)()
+    assert ours.dtype == np.float16
+    np.testing.assert_allclose(ours.numpy(), getattr(torch.tensor(x), name)().numpy(),
+                               rtol=1e-3)
+
+
+def test_float16_mean_bills_the_flops_of_float32_and_its_stored_bytes():
+    with fg.profile() as half:
+        fg.tensor(_HALF).mean(keepdim=True)
+    with fg.profile() as single:
+        fg.tensor(_HALF.astype(np.float32)).mean(keepdim=True)
+    assert half.flops() == single.flops() == _HALF.size
+    rows = {e["primitive"]: e["bytes"] for e in half.event_rows()}
+    # the input is read at 2 bytes; the float32 sum (one value) is divided, then cast
+    assert rows == {"sum": _HALF.size * 2 + 4, "div": 8, "cast": 4 + 2}

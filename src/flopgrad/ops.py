@@ -287,9 +287,22 @@ ABS = _unary("abs", np.abs, (0,), lambda n: _call(SIGN, n.saved[0]), meta=S.same
 SIN = _unary("sin", np.sin, (0,), lambda n: _call(COS, n.saved[0]), 1, meta=S.floating)
 COS = _unary("cos", np.cos, (0,), lambda n: -_call(SIN, n.saved[0]), 1, meta=S.floating)
 TANH = _unary("tanh", np.tanh, (-1,), lambda n: 1.0 - n.out() * n.out(), 1, meta=S.floating)
-SIGMOID = _unary("sigmoid", special.expit, (-1,), lambda n: n.out() * (1.0 - n.out()), 1,
-                 meta=S.floating)
-ERF = _unary("erf", special.erf, (0,),
+_F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def _keep_half(fn):
+    """A SciPy ufunc that has no float16 loop (it would return float64), run in float32 and
+    rounded back for float16 input, as PyTorch keeps the dtype."""
+    def run(x):
+        if x.dtype is _F16:
+            return fn(x, dtype=_F32).astype(_F16)
+        return fn(x)
+    return run
+
+
+SIGMOID = _unary("sigmoid", _keep_half(special.expit), (-1,),
+                 lambda n: n.out() * (1.0 - n.out()), 1, meta=S.floating)
+ERF = _unary("erf", _keep_half(special.erf), (0,),
              lambda n: (2.0 / math.sqrt(math.pi)) * _call(EXP, -(n.saved[0] * n.saved[0])), 1,
                  meta=S.floating)
 
@@ -343,22 +356,28 @@ def _normalize_rows(x, n_dims, eps, out):
     return xhat, rstd
 
 
+def _acc(dtype) -> np.dtype:
+    """The dtype statistics are computed in: float32 for float16 (as PyTorch's kernels)."""
+    return _F32 if dtype is _F16 else dtype
+
+
 def _layer_norm_fwd(x, w, b, n_dims, eps):
-    out = np.empty(x.shape, S.layer_norm(x, w, b, n_dims, eps).dtype)
+    dtype = S.layer_norm(x, w, b, n_dims, eps).dtype
+    out = np.empty(x.shape, _acc(dtype))
     _normalize_rows(x, n_dims, eps, out)
     if w is not None:
         out *= w
     if b is not None:
         out += b
-    return out
+    return out if out.dtype is dtype else out.astype(dtype)
 
 
 def _layer_norm_dx_fwd(g, x, w, n_dims, eps):
     """layer_norm's input gradient in one primitive (PyTorch's layer_norm_backward):
     rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g w, the statistics recomputed."""
     dtype = S.layer_norm_dx(g, x, w, n_dims, eps).dtype
-    xhat, rstd = _normalize_rows(x, n_dims, eps, np.empty(x.shape, dtype))
-    dx = np.empty(x.shape, dtype)
+    xhat, rstd = _normalize_rows(x, n_dims, eps, np.empty(x.shape, _acc(dtype)))
+    dx = np.empty(x.shape, _acc(dtype))
     gw = dx.reshape(xhat.shape)
     if w is None:
         np.copyto(dx, g)
@@ -369,7 +388,7 @@ def _layer_norm_dx_fwd(g, x, w, n_dims, eps):
     gw -= xhat
     gw -= mean_gw[:, None]
     gw *= rstd[:, None]
-    return dx
+    return dx if dx.dtype is dtype else dx.astype(dtype)
 
 
 def _normalized(x, n_dims, eps):
@@ -629,6 +648,9 @@ def _unreduce(n, g):
 
 
 def _sum_fwd(x, axes, keepdims):
+    if x.dtype is _F16:  # accumulated in float32, as PyTorch does (float16 loses 1s at 2048)
+        with np.errstate(over="ignore"):  # a sum beyond float16's range is inf, silently
+            return x.sum(axis=axes, keepdims=keepdims, dtype=_F32).astype(_F16)
     return x.sum(axis=axes, keepdims=keepdims)
 
 
@@ -637,6 +659,16 @@ SUM = prim(
     vjp=lambda n, g, i: _unreduce(n, g),
     jvp=lambda p, t: _call(SUM, t[0], params=p.params),
     meta=S.reduce_sum,
+)
+# The sum of a float16 tensor as float32 (mean and var divide it before rounding to float16,
+# as PyTorch's kernels do); billed as a sum. Its gradient is rounded to float16 before it
+# is broadcast back.
+SUM_F32 = prim(
+    "sum", lambda x, axes, keepdims: x.sum(axis=axes, keepdims=keepdims, dtype=_F32),
+    key="sum_f32", uses=((),), cost=_reduce_cost,
+    vjp=lambda n, g, i: _unreduce(n, _call(CAST, g, params=(_F16, g._data.dtype))),
+    jvp=lambda p, t: _call(SUM_F32, t[0], params=p.params),
+    meta=S.reduce_sum_f32,
 )
 
 

@@ -108,6 +108,10 @@ def reduce_sum(x, axes, keepdims):
     return _new(_reduced(x.shape, axes, keepdims), _sum_dtype(x.dtype))
 
 
+def reduce_sum_f32(x, axes, keepdims):
+    return _new(_reduced(x.shape, axes, keepdims), np.float32)
+
+
 def reduce_same(x, axes, keepdims):
     if axes is None and x.size == 0 or axes and any(x.shape[d] == 0 for d in axes):
         raise ValueError("zero-size array to reduction operation which has no identity")

@@ -916,8 +916,7 @@ class Tensor:
         """
         x = self if dtype is None else self.to(dtype)
         dims = _dims(dim, axis, x.ndim, "mean")
-        n = _count(x.shape, dims)
-        return x.sum(dims, _keep(keepdim, keepdims)) / n
+        return _sum_div(x, dims, _keep(keepdim, keepdims), _count(x.shape, dims))
 
     def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
             keepdims=None):
@@ -933,8 +932,8 @@ class Tensor:
         dims = _dims(dim, axis, self.ndim, "var")
         n = _count(self.shape, dims)
         centered = self - self.mean(dims, keepdim=True)
-        return (centered * centered).sum(dims, _keep(keepdim, keepdims)) / builtins.max(
-            n - correction, 0)
+        return _sum_div(centered * centered, dims, _keep(keepdim, keepdims),
+                        builtins.max(n - correction, 0))
 
     def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
             keepdims=None):
@@ -1544,6 +1543,16 @@ def _count(shape, dims) -> int:
     if dims is None:
         return math.prod(shape)
     return math.prod([shape[d] for d in dims])
+
+
+def _sum_div(x: Tensor, dims, keep: bool, divisor) -> Tensor:
+    """x summed over dims, divided by a number (mean, var): float16 is summed and divided in
+    float32 and only the result rounded to float16, as PyTorch does (a float16 sum of 70,000
+    values overflows, and so does the count 70,000 itself). Billed as the same sum and
+    division, plus the cast of the result."""
+    if x._data.dtype is float16:
+        return (apply(O.SUM_F32, (x,), (dims, keep)) / divisor).to(float16)
+    return x.sum(dims, keep) / divisor
 
 
 def _squeeze_dims(x: Tensor, dims) -> Tensor:
