@@ -360,3 +360,32 @@ def test_float16_mean_bills_the_flops_of_float32_and_its_stored_bytes():
     rows = {e["primitive"]: e["bytes"] for e in half.event_rows()}
     # the input is read at 2 bytes; the float32 sum (one value) is divided, then cast
     assert rows == {"sum": _HALF.size * 2 + 4, "div": 8, "cast": 4 + 2}
+
+
+# ---------------------------------------------------------------- sign, abs on 0-d tensors
+
+def test_sign_of_nan_is_zero_as_in_torch():
+    # torch 2.13 gives 0 for sign(nan) (a NumPy-style NaN is not what it does), so abs'
+    # gradient at NaN is 0 in both
+    x = np.array([np.nan, -2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(fg.tensor(x).sign().numpy(), torch.tensor(x).sign().numpy())
+    np.testing.assert_array_equal(fg.tensor(np.nan).sign().numpy(),
+                                  torch.tensor(np.nan).sign().numpy())
+
+
+@pytest.mark.parametrize("fn", [
+    lambda w, F: w.sum().abs(),
+    lambda w, F: w.sum().sign() * w.sum(),
+    lambda w, F: F.softplus(w.sum()),
+    lambda w, F: F.binary_cross_entropy_with_logits(w.sum(), w.sum().detach() * 0 + 1),
+], ids=["abs", "sign", "softplus", "bce-with-logits"])
+def test_zero_dim_sign_abs_softplus_bce_backward(fn):
+    w = t64([0.5, -2.0], requires_grad=True)
+    tw = torch.tensor([0.5, -2.0], dtype=torch.float64, requires_grad=True)
+    out = fn(w, fg.nn.functional)
+    tout = fn(tw, torch.nn.functional)
+    assert out.shape == ()
+    out.backward()
+    tout.backward()
+    np.testing.assert_allclose(out.item(), tout.item())
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())

@@ -186,7 +186,11 @@ LOGICAL_OR = prim("logical_or", np.logical_or, cost=_ew(), meta=S.compare)
 LOGICAL_NOT = prim("logical_not", np.logical_not, cost=_ew(), meta=S.logical_not)
 def _sign_fwd(x):
     s = np.sign(x)
-    return np.nan_to_num(s, copy=False, nan=0.0) if s.dtype.kind == "f" else s  # sign(nan) = 0
+    if s.dtype.kind != "f":
+        return s
+    if type(s) is not np.ndarray:  # a 0-d input gives a NumPy scalar: no buffer to edit
+        return np.asarray(0 if s != s else s, dtype=s.dtype)
+    return np.nan_to_num(s, copy=False, nan=0.0)  # sign(nan) = 0
 
 
 SIGN = prim("sign", _sign_fwd, cost=_ew(),
