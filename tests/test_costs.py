@@ -155,6 +155,27 @@ def _rsub():
     return row, (0, 6, 0, 2 * 6 * F32)
 
 
+@case("div_round", "floor-3x4")
+def _floor_divide():  # the division and the rounding: 2 FLOPs per element
+    a, b = pos(3, 4), pos(3, 4)
+    row = the(run(lambda: a // b), "div_round")
+    return row, (0, 2 * 12, 0, 3 * 12 * F32)
+
+
+@case("div_round", "trunc-broadcast-f64")
+def _trunc_divide():
+    a, b = pos(2, 5, dtype=np.float64), pos(5, dtype=np.float64)
+    row = the(run(lambda: a.div(b, rounding_mode="trunc")), "div_round")
+    return row, (0, 2 * 10, 0, (10 + 5 + 10) * F64)
+
+
+@case("div_round", "int-by-scalar")
+def _int_floor_divide():
+    a = fg.arange(12).reshape(3, 4)
+    row = the(run(lambda: fg.floor_divide(a, 5)), "div_round")
+    return row, (0, 2 * 12, 0, 2 * 12 * I64)
+
+
 def _logic_cases():
     def masks(*shape):
         return pos(*shape) > 1.0, pos(*shape) > 1.0
@@ -191,6 +212,8 @@ UNARY = {
     "tanh": (lambda x: x.tanh(), 1), "sigmoid": (lambda x: x.sigmoid(), 1),
     "erf": (lambda x: x.erf(), 1),
     "clamp": (lambda x: x.clamp(0.7, 1.5), 0),
+    "floor": (lambda x: x.floor(), 0), "ceil": (lambda x: x.ceil(), 0),
+    "trunc": (lambda x: x.trunc(), 0), "round": (lambda x: x.round(1), 0),
 }
 
 

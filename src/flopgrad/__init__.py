@@ -63,6 +63,7 @@ from flopgrad.tensor import (
     float16,
     float32,
     float64,
+    floor_divide,
     gather,
     index_select,
     int32,
@@ -104,7 +105,7 @@ _METHODS = (
     "exp log log1p sqrt rsqrt abs sign sin cos tanh sigmoid relu erf square clamp clip "
     "sum mean var std prod amax amin max min argmax argmin cumsum logsumexp softmax log_softmax "
     "reshape flatten permute transpose swapaxes squeeze unsqueeze broadcast_to flip roll "
-    "masked_fill repeat tile neg pow add sub mul div"
+    "masked_fill repeat tile neg pow add sub mul div floor ceil trunc round"
 ).split()
 for _name in _METHODS:
     globals()[_name] = _method_function(_name)

@@ -124,6 +124,55 @@ DIV = prim(
 )
 
 
+def _div_round_fwd(a, b, mode):
+    """PyTorch's div(rounding_mode="trunc" | "floor"). Floats: trunc(a / b), or the floor
+    division NumPy and PyTorch share (through fmod, exact for a quotient that rounds); an
+    integer quotient stays an integer, and an integer division by zero raises, as in
+    PyTorch."""
+    a_, b_ = np.asarray(a), np.asarray(b)
+    if np.result_type(a, b).kind in "iub":
+        if (b_ == 0).any():
+            raise ZeroDivisionError("div: integer division by zero")
+        q = np.floor_divide(a, b)
+        if mode == "trunc":  # floor differs from trunc where the quotient is negative, inexact
+            q = q + ((q < 0) & (q * b_ != a_))
+        return q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.trunc(np.true_divide(a, b)) if mode == "trunc" else np.floor_divide(a, b)
+
+
+def _zero_gradient(n, g, i):
+    """d round(a / b) = 0 almost everywhere: PyTorch's gradient of div with a
+    rounding_mode (and of floor, ceil, trunc, round) is zero."""
+    return _zeros_like(g)
+
+
+def _zero_tangent(p, t):
+    return _zeros_like(p.out())
+
+
+# division and rounding: 2 FLOPs per element
+DIV_ROUND = prim("div_round", _div_round_fwd, uses=((), ()), cost=_ew(2),
+                 vjp=_zero_gradient, jvp=_zero_tangent, meta=S.binary_params)
+
+
+def _rounding(name, fwd):
+    """floor, ceil, trunc, round: 1 FLOP per element, zero gradient (as PyTorch's)."""
+    return prim(name, fwd, uses=((),), cost=_ew(), vjp=_zero_gradient, jvp=_zero_tangent,
+                meta=S.same)
+
+
+def _on_floats(fn):
+    """An integer (or bool) array is already rounded: returned as a copy, dtype kept."""
+    return lambda x, *params: x.copy() if x.dtype.kind in "iub" else fn(x, *params)
+
+
+FLOOR = _rounding("floor", _on_floats(np.floor))
+CEIL = _rounding("ceil", _on_floats(np.ceil))
+TRUNC = _rounding("trunc", _on_floats(np.trunc))
+ROUND = _rounding("round", _on_floats(np.round))  # half to even, as PyTorch; params: decimals
+
+
 def _pow_dbase(x, y):
     """d(x**y)/dx = y x**(y-1), exactly 0 where y == 0 (even at x = 0), as in PyTorch."""
     return _call(WHERE, y == 0, 0.0, y * x ** (y - 1))
@@ -154,10 +203,12 @@ POW = prim("pow", np.power, uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1), vjp=_pow_
 
 
 def _ties(n, i):
-    """Where input i wins a maximum/minimum: 1, 0.5 on a tie (PyTorch's split), else 0."""
+    """Input i's share of a maximum/minimum's gradient: 0 where it loses, 0.5 on a tie
+    (PyTorch's split), else 1, so a NaN (which neither wins nor ties) passes the gradient
+    to both sides, as in PyTorch."""
     x, y = n.saved
-    wins = (x > y) if (n.op is MAXIMUM) == (i == 0) else (x < y)
-    return _call(WHERE, wins, 1.0, _call(WHERE, x == y, 0.5, 0.0))
+    loses = (x < y) if (n.op is MAXIMUM) == (i == 0) else (x > y)
+    return _call(WHERE, loses, 0.0, _call(WHERE, x == y, 0.5, 1.0))
 
 
 def _minmax_jvp(p, t):

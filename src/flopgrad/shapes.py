@@ -50,6 +50,10 @@ def binary(a, b):
     return _new(_broadcast(a, b), np.result_type(_dt(a), _dt(b)))
 
 
+def binary_params(a, b, *params):
+    return binary(a, b)
+
+
 def true_divide(a, b):
     return _new(_broadcast(a, b), _float_result(np.result_type(_dt(a), _dt(b))))
 

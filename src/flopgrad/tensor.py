@@ -682,14 +682,75 @@ class Tensor:
         """
         return self * o
 
-    def div(self, o):
-        """Elementwise quotient.
+    def div(self, o, *, rounding_mode: str | None = None):
+        """Elementwise quotient; rounding_mode "trunc" or "floor" rounds it (PyTorch's
+        semantics: integers stay integers, and the gradient is zero).
 
         >>> import flopgrad as fg
         >>> fg.tensor([1.0, 3.0]).div(2).tolist()
         [0.5, 1.5]
+        >>> x = fg.tensor([-7.0, 7.0])
+        >>> x.div(2, rounding_mode="trunc").tolist(), x.div(2, rounding_mode="floor").tolist()
+        ([-3.0, 3.0], [-4.0, 3.0])
         """
-        return self / o
+        if rounding_mode is None:
+            return self / o
+        return _div_round(self, o, rounding_mode)
+
+    divide = true_divide = div
+
+    def floor_divide(self, o):
+        """Floor of the quotient (PyTorch's floor_divide, `//`); zero gradient.
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-7, 7]).floor_divide(2).tolist()
+        [-4, 3]
+        """
+        return _div_round(self, o, "floor")
+
+    def __floordiv__(self, o):
+        return _div_round(self, o, "floor")
+
+    def __rfloordiv__(self, o):
+        return _div_round(o, self, "floor")
+
+    def floor(self):
+        """Round down (zero gradient, as in PyTorch).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-1.5, 1.5]).floor().tolist()
+        [-2.0, 1.0]
+        """
+        return apply(O.FLOOR, (self,))
+
+    def ceil(self):
+        """Round up (zero gradient).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-1.5, 1.5]).ceil().tolist()
+        [-1.0, 2.0]
+        """
+        return apply(O.CEIL, (self,))
+
+    def trunc(self):
+        """Round towards zero (zero gradient).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([-1.5, 1.5]).trunc().tolist()
+        [-1.0, 1.0]
+        """
+        return apply(O.TRUNC, (self,))
+
+    def round(self, decimals: int = 0):
+        """Round half to even, to `decimals` places (zero gradient).
+
+        >>> import flopgrad as fg
+        >>> fg.tensor([0.5, 1.5, 2.5]).round().tolist()
+        [0.0, 2.0, 2.0]
+        >>> fg.tensor([2.25], dtype="float64").round(1).tolist()
+        [2.2]
+        """
+        return apply(O.ROUND, (self,), (int(decimals),))
 
     def pow(self, o):
         """Elementwise power (scalar or tensor exponent).
@@ -881,6 +942,11 @@ class Tensor:
         >>> x.masked_fill(x > 1.5, 0.0).tolist()
         [1.0, 0.0, 0.0]
         """
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise ValueError(f"masked_fill: the value must be a number or a 0-d tensor, got "
+                             f"shape {value.shape}")
+        if isinstance(value, complex) and self._data.dtype.kind != "c":
+            raise TypeError(f"masked_fill: a complex value cannot fill a {self.dtype} tensor")
         return where(mask, value, self)
 
     def where(self, cond, other):
@@ -915,6 +981,9 @@ class Tensor:
         [1.5, 3.5]
         """
         x = self if dtype is None else self.to(dtype)
+        if x._data.dtype.kind not in "fc":
+            raise TypeError(f"mean: needs a floating-point tensor (or a floating dtype=), got "
+                            f"{x.dtype}; convert it with .float() first")
         dims = _dims(dim, axis, x.ndim, "mean")
         return _sum_div(x, dims, _keep(keepdim, keepdims), _count(x.shape, dims))
 
@@ -1062,13 +1131,15 @@ class Tensor:
             return apply(op, (self.reshape(1),), (0, False))
         return apply(op, (self,), (d, _keep(keepdim, keepdims)))
 
-    def cumsum(self, dim=None, *, axis=None):
-        """Running sum along `dim`.
+    def cumsum(self, dim=None, *, axis=None, dtype=None):
+        """Running sum along `dim` (in `dtype` when given).
 
         >>> import flopgrad as fg
         >>> fg.tensor([1, 2, 3]).cumsum(0).tolist()
         [1, 3, 6]
         """
+        if dtype is not None:
+            return self.to(dtype).cumsum(dim, axis=axis)
         d = _one_dim(dim, axis, self.ndim, "cumsum")
         if self.ndim == 0:  # a 0-d tensor is its own running sum
             return apply(O.CUMSUM, (self.reshape(1),), (0,)).reshape(())
@@ -1082,28 +1153,36 @@ class Tensor:
         100.0
         """
         dims = _dims(dim, axis, self.ndim, "logsumexp")
+        if self._data.size == 0:  # no max to shift by
+            with np.errstate(divide="ignore"):
+                return self.exp().sum(dims, _keep(keepdim, keepdims)).log()  # -inf, as PyTorch
         m = self.amax(dims, keepdim=True).detach()
         m = where(m.abs() == float("inf"), 0.0, m)
         out = (self - m).exp().sum(dims, keepdim=True).log() + m
         return out if _keep(keepdim, keepdims) else _squeeze_dims(out, dims)
 
-    def softmax(self, dim=None, *, axis=None):
-        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability.
+    def softmax(self, dim=None, *, axis=None, dtype=None):
+        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability;
+        computed in `dtype` when given.
 
         >>> import flopgrad as fg
         >>> fg.tensor([1.0, 1.0, 1.0, 1.0]).softmax().tolist()
         [0.25, 0.25, 0.25, 0.25]
         """
+        if dtype is not None:
+            return self.to(dtype).softmax(dim, axis=axis)
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim, "softmax")
         return apply(O.SOFTMAX, (self,), (d,))
 
-    def log_softmax(self, dim=None, *, axis=None):
-        """x - logsumexp(x) along `dim` (default -1).
+    def log_softmax(self, dim=None, *, axis=None, dtype=None):
+        """x - logsumexp(x) along `dim` (default -1); computed in `dtype` when given.
 
         >>> import flopgrad as fg
-        >>> [round(v, 4) for v in fg.tensor([0.0, 0.0]).log_softmax().tolist()]
-        [-0.6931, -0.6931]
+        >>> fg.tensor([0.0, 0.0]).log_softmax().tolist()
+        [-0.6931471824645996, -0.6931471824645996]
         """
+        if dtype is not None:
+            return self.to(dtype).log_softmax(dim, axis=axis)
         d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
                      "log_softmax")
         return apply(O.LOG_SOFTMAX, (self,), (d,))
@@ -1299,14 +1378,20 @@ class Tensor:
             dims = (1,) * (self.ndim - len(dims)) + dims
         return self.repeat(*dims)
 
-    def flip(self, *dims):
-        """Reverse the order along `dims`.
+    def flip(self, *dims_, dims=None):
+        """Reverse the order along `dims` (given as arguments, one tuple, or dims=...).
 
         >>> import flopgrad as fg
         >>> fg.tensor([1.0, 2.0, 3.0]).flip(0).tolist()
         [3.0, 2.0, 1.0]
+        >>> fg.tensor([[1, 2], [3, 4]]).flip(dims=(0, 1)).tolist()
+        [[4, 3], [2, 1]]
         """
-        dims = _dims(_shape_arg(dims), None, self.ndim, "flip")
+        if dims is not None:
+            if dims_:
+                raise TypeError("flip: pass the dims either as arguments or as dims=, not both")
+            dims_ = (dims,) if isinstance(dims, int | np.integer) else (tuple(dims),)
+        dims = _dims(_shape_arg(dims_), None, self.ndim, "flip")
         return apply(O.FLIP, (self,), (dims,))
 
     def roll(self, shifts, dims=None):
@@ -1656,7 +1741,25 @@ def where(cond, x, y) -> Tensor:
     c = cond if isinstance(cond, Tensor) else Tensor(np.asarray(cond, dtype=bool))
     if c._data.dtype != np.bool_:
         c = c.bool()
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        x = Tensor(x)  # two Python numbers: the default dtypes (float32), as in PyTorch
     return apply(O.WHERE, (c, x, y))
+
+
+def _div_round(a, b, mode: str) -> Tensor:
+    if mode not in ("trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {mode!r}")
+    return apply(O.DIV_ROUND, (a, b), (mode,))
+
+
+def floor_divide(a, b) -> Tensor:
+    """Floor of a / b elementwise (PyTorch's floor_divide, div(rounding_mode="floor")).
+
+    >>> import flopgrad as fg
+    >>> fg.floor_divide(fg.tensor([-7.0, 7.0]), 2).tolist()
+    [-4.0, 3.0]
+    """
+    return _div_round(_t(a), b, "floor")
 
 
 def maximum(a, b) -> Tensor:
@@ -1817,6 +1920,9 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     idx = _index_array(index)
     d = _wrap(dim, x.ndim, "scatter_add")
     src = _t(src)
+    if src.dtype != x.dtype:
+        raise TypeError(f"scatter_add: src has dtype {src.dtype}, the tensor {x.dtype}; they "
+                        "must be the same")
     if x.ndim == 0:
         return scatter_add(x.reshape(1), 0, _flat(idx), src.reshape(-1)).reshape(())
     _same_ndim(x, idx, "scatter_add")

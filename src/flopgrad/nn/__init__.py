@@ -8,6 +8,7 @@
 from flopgrad.nn import functional, init, utils
 from flopgrad.nn.modules import (
     GELU,
+    AvgPool1d,
     AvgPool2d,
     BatchNorm2d,
     Conv1d,
@@ -18,6 +19,7 @@ from flopgrad.nn.modules import (
     Identity,
     LayerNorm,
     Linear,
+    MaxPool1d,
     MaxPool2d,
     Module,
     ModuleDict,
@@ -35,7 +37,8 @@ from flopgrad.tensor import Parameter
 
 __all__ = [
     "functional", "init", "utils", "Parameter", "Module", "Linear", "Conv1d", "Conv2d",
-    "MaxPool2d", "AvgPool2d", "Flatten", "LayerNorm", "RMSNorm", "BatchNorm2d", "Embedding",
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "Flatten", "LayerNorm", "RMSNorm",
+    "BatchNorm2d", "Embedding",
     "Dropout", "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Identity", "Sequential",
     "ModuleList", "ModuleDict", "MultiheadAttention",
 ]
