@@ -390,6 +390,19 @@ for _name, _fn in REDUCE.items():
     _reduce_cases(_name, _fn)
 
 
+def _max_all(method, shape, dtype=np.float32, item=F32):  # max()/min(): n - 1 per tensor
+    def fn():
+        x = pos(*shape, dtype=dtype)
+        row = the(run(lambda: getattr(x, method)()), "amax" if method == "max" else "amin")
+        return row, (0, n(shape) - 1, 0, (n(shape) + 1) * item)
+    return fn
+
+
+for _key, _method in (("max_all", "max"), ("min_all", "min")):
+    case(_key, "2x3x4")(_max_all(_method, (2, 3, 4)))
+    case(_key, "7-f64")(_max_all(_method, (7,), np.float64, F64))
+
+
 @case("sum", "bool-sums-as-int64")
 def _sum_bool():
     m = pos(6, 4) > 1.0

@@ -389,3 +389,26 @@ def test_zero_dim_sign_abs_softplus_bce_backward(fn):
     tout.backward()
     np.testing.assert_allclose(out.item(), tout.item())
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
+
+
+# ---------------------------------------------------------------- gradients at NaN
+
+@pytest.mark.parametrize("values", [
+    [1.0, np.nan, 3.0], [1.0, np.nan, np.nan, 0.5], [2.0, 5.0, 5.0], [np.nan],
+    [[1.0, np.nan], [np.nan, 4.0]],
+])
+@pytest.mark.parametrize("name", ["max", "min", "amax", "amin"])
+def test_max_min_gradients_at_nan_and_ties_match_torch(name, values):
+    x, tx = t64(values, requires_grad=True), torch.tensor(values, requires_grad=True)
+    out, tout = getattr(x, name)(), getattr(tx, name)()
+    np.testing.assert_array_equal(out.detach().numpy(), tout.detach().numpy())
+    out.backward()
+    tout.backward()
+    # max()/min() send the gradient evenly to the NaNs; amax/amin give NaN, as in torch
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+def test_max_min_at_nan_forward_mode_matches_reverse():
+    x = t64([1.0, np.nan, np.nan, 0.5])
+    _, tangent = fg.jvp(lambda v: v.max(), (x,), (t64([1.0, 2.0, 4.0, 8.0]),))
+    assert tangent.item() == 3.0  # the mean of the NaNs' tangents

@@ -728,14 +728,23 @@ SUM_F32 = prim(
 
 
 def _extreme_weights(n):
-    """Where the input attains the max (or min): weights summing to 1 over ties."""
+    """Where the input attains the max (or min): weights summing to 1 over ties. For max()
+    and min() of everything (PyTorch's evenly_distribute_backward) a NaN result is attained
+    by the NaNs; amax/amin (and max(dim)'s values) compare with ==, so a NaN gives NaN."""
     x = n.saved[0]
     axes = n.params[0]
     out = n.out()
     if not n.params[1]:
         out = out.reshape(_keepdims_shape(x.shape, axes))
-    hit = _call(CAST, x == out, params=(x._data.dtype, np.dtype(bool)))
+    if (n.op is MAX_ALL or n.op is MIN_ALL) and _is_nan(D._data(out)):
+        hit = _call(CAST, x != x, params=(x._data.dtype, np.dtype(bool)))
+    else:
+        hit = _call(CAST, x == out, params=(x._data.dtype, np.dtype(bool)))
     return hit / _call(SUM, hit, params=(axes, True))
+
+
+def _is_nan(a) -> bool:
+    return type(a) is np.ndarray and a.dtype.kind == "f" and bool(np.isnan(a).any())
 
 
 def _extreme_vjp(n, g, i):
@@ -752,6 +761,12 @@ AMAX = prim("amax", lambda x, axes, keepdims: np.amax(x, axis=axes, keepdims=kee
 AMIN = prim("amin", lambda x, axes, keepdims: np.amin(x, axis=axes, keepdims=keepdims),
             uses=((0, -1),), cost=_reduce_cost, vjp=_extreme_vjp, jvp=_extreme_jvp,
                 meta=S.reduce_same)
+# max() and min() without a dim: amax/amin of everything, whose gradient at a NaN result
+# goes (evenly) to the NaNs, as PyTorch's max()/min() do (its amax/amin give NaN there)
+MAX_ALL = prim("amax", AMAX.forward, key="max_all", uses=((0, -1),), cost=_reduce_cost,
+               vjp=_extreme_vjp, jvp=_extreme_jvp, meta=S.reduce_same)
+MIN_ALL = prim("amin", AMIN.forward, key="min_all", uses=((0, -1),), cost=_reduce_cost,
+               vjp=_extreme_vjp, jvp=_extreme_jvp, meta=S.reduce_same)
 
 
 def _prod_others_fwd(x, axes):

@@ -1091,7 +1091,7 @@ class Tensor:
         if isinstance(dim, Tensor):  # torch.max(a, b) spelled as a.max(b)
             return maximum(self, dim) if name == "max" else minimum(self, dim)
         if dim is None and axis is None:
-            return apply(reduce_op, (self,), (None, False))
+            return apply(O.MAX_ALL if name == "max" else O.MIN_ALL, (self,), (None, False))
         d = _one_dim(dim, axis, self.ndim, name)
         keep = _keep(keepdim, keepdims)
         if self.ndim == 0:  # the value itself, at index 0
