@@ -239,6 +239,23 @@ def _clamp_min():
     return row, (0, 9, 0, 2 * 9 * F32)
 
 
+# clamp with a tensor bound: one clamp, 1 FLOP per output element like the scalar clamp; the
+# bounds are read at their own (broadcast) sizes
+@case("clamp_tensor", "min-row-3x4")
+def _clamp_tensor_min():
+    x, lo = real(3, 4), real(4)
+    row = the(run(lambda: x.clamp(lo)), "clamp")
+    return row, (0, 12, 0, (12 + 4 + 12) * F32)
+
+
+@case("clamp_tensor", "both-bounds-f64")
+def _clamp_tensor_both():
+    f64 = np.float64
+    x, lo, hi = real(2, 5, dtype=f64), real(2, 1, dtype=f64), real(5, dtype=f64)
+    row = the(run(lambda: x.clamp(lo, hi)), "clamp")
+    return row, (0, 10, 0, (10 + 2 + 5 + 10) * F64)
+
+
 # GELU is fused: per element, erf form 5 FLOPs (scale, erf, +1, *x, *0.5) with 1 erf; tanh
 # form 8 (x*x, *a, +1, *x, *c, tanh, +1, *x then *0.5 counted as one scale) with 1 tanh.
 # Its derivative: erf form 10 FLOPs with erf and exp, tanh form 14 with one tanh.

@@ -412,3 +412,69 @@ def test_max_min_at_nan_forward_mode_matches_reverse():
     x = t64([1.0, np.nan, np.nan, 0.5])
     _, tangent = fg.jvp(lambda v: v.max(), (x,), (t64([1.0, 2.0, 4.0, 8.0]),))
     assert tangent.item() == 3.0  # the mean of the NaNs' tangents
+
+
+# ---------------------------------------------------------------- clamp with tensor bounds
+
+CLAMP_CASES = {
+    "min-tie": ([0.0, 1.0, 2.0], [1.0, 1.0, 1.0], None),
+    "max-tie": ([0.0, 1.0, 2.0], None, [1.0, 1.0, 1.0]),
+    "both-equal": ([0.0, 1.0, 2.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
+    "min-above-max": ([0.0, 1.0, 2.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]),
+    "inside": ([0.0, 1.5, 2.0], [0.5, 1.0, 1.0], [1.5, 1.5, 3.0]),
+    "broadcast-min": ([[0.0, 1.0], [2.0, -1.0]], [1.0], None),
+}
+
+
+def _bound(v, lib):
+    if v is None or not isinstance(v, list):
+        return v
+    if lib is fg:
+        return t64(v, requires_grad=True)
+    return torch.tensor(v, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("name", CLAMP_CASES)
+def test_clamp_with_tensor_bounds_has_torch_gradients(name):
+    xv, lo, hi = CLAMP_CASES[name]
+    x, tx = t64(xv, requires_grad=True), torch.tensor(xv, requires_grad=True)
+    flo, fhi, tlo, thi = _bound(lo, fg), _bound(hi, fg), _bound(lo, torch), _bound(hi, torch)
+    out, tout = x.clamp(flo, fhi), tx.clamp(tlo, thi)
+    np.testing.assert_array_equal(out.detach().numpy(), tout.detach().numpy())
+    g = np.arange(1.0, 1.0 + out.numel()).reshape(out.shape)
+    out.backward(t64(g))
+    tout.backward(torch.tensor(g))
+    for ours, theirs in ((x, tx), (flo, tlo), (fhi, thi)):
+        if isinstance(theirs, torch.Tensor):
+            np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+    # forward mode: the same masks
+    tangents = [t64(np.ones_like(np.asarray(v, dtype=float))) for v in (xv, lo, hi)
+                if isinstance(v, list)]
+    primals = [t64(v) for v in (xv, lo, hi) if isinstance(v, list)]
+
+    def fn(*args):
+        it = iter(args)
+        a = next(it)
+        return a.clamp(next(it) if isinstance(lo, list) else lo,
+                       next(it) if isinstance(hi, list) else hi)
+
+    def tfn(*args):
+        it = iter(args)
+        a = next(it)
+        return a.clamp(next(it) if isinstance(lo, list) else lo,
+                       next(it) if isinstance(hi, list) else hi)
+
+    _, tan = fg.jvp(fn, tuple(primals), tuple(tangents))
+    _, ttan = torch.func.jvp(tfn, tuple(torch.tensor(p.numpy()) for p in primals),
+                             tuple(torch.tensor(t.numpy()) for t in tangents))
+    np.testing.assert_array_equal(tan.numpy(), ttan.numpy())
+
+
+def test_clamp_with_a_tensor_bound_is_one_billed_clamp():
+    x, lo = fg.ones(3, 4), fg.zeros(4)
+    with fg.profile() as bill:
+        x.clamp(lo, 2.0)
+    assert [e["primitive"] for e in bill.event_rows()] == ["clamp"]
+    assert bill.flops() == 12
+    meta = fg.ones(3, 4, device="meta").clamp(fg.zeros(4, device="meta"))
+    assert meta.is_meta and meta.shape == (3, 4)

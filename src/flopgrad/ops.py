@@ -669,6 +669,50 @@ CLAMP = prim(
 )
 
 
+# clamp with a tensor bound (the other a tensor, a number or None): min(max(x, lo), hi),
+# with PyTorch's gradient (clamp_backward_min_max): x gets it where lo <= x <= hi (bounds
+# included, unlike maximum's half at a tie), lo where x < lo < hi, hi where x > hi or hi < lo
+def _clamp_t_fwd(x, lo, hi):
+    out = x if lo is None else np.maximum(x, lo)
+    return out if hi is None else np.minimum(out, hi)
+
+
+def _clamp_t_masks(n):
+    x, lo, hi = n.saved
+    mask_x = mask_lo = mask_hi = None
+    if lo is not None:
+        mask_x, mask_lo = x >= lo, x < lo
+    if hi is not None:
+        below = x <= hi
+        mask_x = below if mask_x is None else _call(LOGICAL_AND, mask_x, below)
+        mask_hi = x > hi
+        if lo is not None:
+            mask_lo = _call(LOGICAL_AND, mask_lo, lo < hi)
+            mask_hi = _call(LOGICAL_OR, mask_hi, hi < lo)
+    return mask_x, mask_lo, mask_hi
+
+
+def _clamp_t_jvp(p, t):
+    """PyTorch's clamp_jvp: the tangent of whichever value the output is (at lo == hi with
+    x < lo that is lo's, where the reverse-mode rule gives neither bound a gradient)."""
+    x, lo, hi = p.saved
+    tx, tlo, thi = (0.0 if ti is None else ti for ti in t)
+    if lo is not None and hi is not None:
+        return _call(WHERE, lo > hi, thi, _call(WHERE, x < lo, tlo, _call(WHERE, x > hi, thi,
+                                                                           tx)))
+    if lo is not None:
+        return _call(WHERE, x < lo, tlo, tx)
+    return _call(WHERE, x > hi, thi, tx)
+
+
+CLAMP_T = prim(
+    "clamp", _clamp_t_fwd, key="clamp_tensor", uses=((0, 1, 2),) * 3, cost=_ew(),
+    vjp=lambda n, g, i: _call(WHERE, _clamp_t_masks(n)[i], g, 0.0),
+    jvp=_clamp_t_jvp,
+    meta=S.clamp_tensor,
+)
+
+
 def _cast_fwd(x, dtype, from_dtype):
     return x.astype(dtype, copy=False)
 

@@ -83,6 +83,11 @@ def where(c, x, y):
     return _new(_broadcast(c, x, y), np.result_type(_dt(x), _dt(y)))
 
 
+def clamp_tensor(x, lo, hi):
+    given = [a for a in (x, lo, hi) if a is not None]
+    return _new(_broadcast(*given), np.result_type(*(_dt(a) for a in given)))
+
+
 def pow_scalar(x, e):
     return _new(x.shape, np.result_type(x.dtype, e))
 

@@ -904,12 +904,7 @@ class Tensor:
         [0.0, 0.5, 1.0]
         """
         if isinstance(min, Tensor) or isinstance(max, Tensor):
-            out = self
-            if min is not None:
-                out = maximum(out, min)
-            if max is not None:
-                out = minimum(out, max)
-            return out
+            return apply(O.CLAMP_T, (self, min, max))
         if min is None and max is None:
             raise ValueError("clamp: give at least one of min and max")
         return apply(O.CLAMP, (self,), (min, max))
