@@ -478,3 +478,38 @@ def test_clamp_with_a_tensor_bound_is_one_billed_clamp():
     assert bill.flops() == 12
     meta = fg.ones(3, 4, device="meta").clamp(fg.zeros(4, device="meta"))
     assert meta.is_meta and meta.shape == (3, 4)
+
+
+# ---------------------------------------------------------------- optimizers: duplicate params
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.1}),
+    ("AdamW", {"lr": 0.1, "weight_decay": 0.1}),
+])
+def test_duplicate_parameters_in_a_group_warn_and_step_once(name, kwargs):
+    # torch 2.13 warns (and says this will become an error), then steps the parameter once
+    # per listing with state that depends on its code path (SGD with momentum starts two
+    # buffers, Adam counts two steps); flopgrad warns the same and keeps each parameter once
+    p = fg.nn.Parameter(t64([1.0, -2.0]))
+    tp = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt = getattr(fg.optim, name)([p, p], **kwargs)
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        getattr(torch.optim, name)([tp, tp], **kwargs)
+    assert len(opt.param_groups[0]["params"]) == 1 and opt.param_groups[0]["params"][0] is p
+    topt = getattr(torch.optim, name)([tp], **kwargs)
+    for _ in range(2):
+        p.grad, tp.grad = t64([0.5, 1.0]), torch.tensor([0.5, 1.0], dtype=torch.float64)
+        opt.step()
+        topt.step()
+    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_a_parameter_in_two_groups_raises_as_in_torch(name):
+    p = fg.nn.Parameter(fg.ones(2))
+    tp = torch.nn.Parameter(torch.ones(2))
+    expected = torch_error(lambda: getattr(torch.optim, name)(
+        [{"params": [tp]}, {"params": [tp]}], lr=0.1))
+    with pytest.raises(ValueError, match=re.escape(str(expected))):
+        getattr(fg.optim, name)([{"params": [p]}, {"params": [p]}], lr=0.1)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -46,8 +47,22 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups: list[dict] = []
+        seen: set[int] = set()
         for g in groups:
             group = {**defaults, **g, "params": list(g["params"])}
+            unique = list({id(p): p for p in group["params"]}.values())
+            if len(unique) != len(group["params"]):
+                # torch 2.13's warning; it then steps such a parameter once per listing, with
+                # state that depends on the optimizer's code path: flopgrad steps it once
+                warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                              "in future, this will cause an error; see "
+                              "github.com/pytorch/pytorch/issues/40967 for more information "
+                              "(flopgrad keeps each parameter once)", UserWarning, stacklevel=3)
+                group["params"] = unique
+            ids = {id(p) for p in unique}
+            if ids & seen:
+                raise ValueError("some parameters appear in more than one parameter group")
+            seen |= ids
             for k, v in group.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
                     raise ValueError(f"{type(self).__name__}: {k} must be >= 0, got {v}")
