@@ -513,3 +513,23 @@ def test_a_parameter_in_two_groups_raises_as_in_torch(name):
         [{"params": [tp]}, {"params": [tp]}], lr=0.1))
     with pytest.raises(ValueError, match=re.escape(str(expected))):
         getattr(fg.optim, name)([{"params": [p]}, {"params": [p]}], lr=0.1)
+
+
+# ---------------------------------------------------------------- dtypes flopgrad cannot hold
+
+@pytest.mark.parametrize("make", [
+    lambda: fg.tensor(np.array([1, None], dtype=object)),
+    lambda: fg.tensor([1, None]),
+    lambda: fg.tensor([1 + 2j]),
+    lambda: fg.tensor(np.complex128(1)),
+    lambda: fg.from_numpy(np.zeros(2, np.complex64)),
+    lambda: fg.Tensor(np.zeros(2, np.complex64)),
+    lambda: fg.nn.Parameter(np.array([None])),
+    lambda: fg.zeros(2, dtype=np.complex64),
+    lambda: fg.ones(2).to(np.complex128),
+    lambda: fg.tensor(["a"]),
+], ids=["object-array", "list-with-none", "complex-list", "complex-scalar", "from_numpy",
+        "Tensor", "Parameter", "zeros-dtype", "to", "strings"])
+def test_object_complex_and_string_data_raise_a_clear_type_error(make):
+    with pytest.raises(TypeError, match="not supported; flopgrad tensors hold bool, integer"):
+        make()

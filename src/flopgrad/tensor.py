@@ -41,7 +41,10 @@ def as_dtype(dtype) -> np.dtype | None:
         return np.dtype(DTYPES[dtype])
     if dtype is float:
         return _DEFAULT_FLOAT
-    return np.dtype(dtype)
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        raise TypeError(_bad_dtype(dt))
+    return dt
 
 
 def _wrap(d, ndim: int, name: str) -> int:
@@ -1532,22 +1535,33 @@ def _to_array(data, dtype: np.dtype | None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data._data
     if type(data) is MetaArray:
-        return data if dtype is None else data.astype(dtype, copy=False)
+        return _checked(data if dtype is None else data.astype(dtype, copy=False), data)
     if isinstance(data, np.ndarray):
-        arr = data if dtype is None else data.astype(dtype, copy=False)
-        return arr
+        return _checked(data if dtype is None else data.astype(dtype, copy=False), data)
     if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    arr = np.asarray(_unwrap_nested(data))
+        return _checked(np.asarray(data, dtype=dtype), data)
+    arr = _checked(np.asarray(_unwrap_nested(data)), data)
     if dtype is not None:
         return arr.astype(dtype, copy=False)
     if arr.dtype == np.float64:
         return arr.astype(_DEFAULT_FLOAT)
     if arr.dtype.kind == "i":
         return arr.astype(np.int64, copy=False)
-    if arr.dtype.kind not in "fbiuc":
-        raise TypeError(f"cannot make a tensor from {type(data).__name__} of dtype {arr.dtype}")
     return arr
+
+
+def _checked(arr, data):
+    """arr, if its dtype is one flopgrad computes with (bool, integers, floating point)."""
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(_bad_dtype(arr.dtype, f"from {type(data).__name__} "))
+    return arr
+
+
+def _bad_dtype(dtype, source: str = "") -> str:
+    what = {"c": "complex numbers are", "O": "Python objects (e.g. None, mixed types) are"}.get(
+        dtype.kind, "this dtype is")
+    return (f"cannot make a tensor {source}of dtype {dtype}: {what} not supported; flopgrad "
+            "tensors hold bool, integer or floating-point values")
 
 
 def _unwrap_nested(data):
