@@ -231,3 +231,13 @@ def test_meta_step_bill_allocates_nothing_that_grows_with_batch():
     assert huge_peak < 4 * small_peak + (1 << 20)
     assert huge.flops("forward", kind="tensor") == 10 ** 12 * small.flops("forward",
                                                                           kind="tensor")
+
+
+def test_meta_shapes_may_hold_more_elements_than_an_index_can_count():
+    """Attention scores of a 10**12 batch: 1.2e19 elements, past int64 (numpy refuses)."""
+    with fg.meta():
+        q = fg.randn(10 ** 12, 12, 1024, 64)
+    scores = (q @ q.transpose(-2, -1)) * 0.125
+    assert scores.shape == (10 ** 12, 12, 1024, 1024)
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        fg.backend.broadcast_shapes((2, 3), (4, 3))

@@ -331,7 +331,14 @@ def test_optimizers_update_parameters_in_place_without_new_memory(make):
     assert all(p._data is a for p, a in zip(model.parameters(), arrays, strict=True))
     assert all(not np.array_equal(a, b) for a, b in zip(arrays, before, strict=True))
     # only temporaries, one parameter at a time (AdamW holds at most 3 at once, SGD none)
-    assert bill.peak_bytes <= 3 * max(a.nbytes for a in arrays)
+    memory = bill.memory_breakdown()
+    assert memory["peak_by_category"]["activations"] <= 3 * max(a.nbytes for a in arrays)
+    # what the step touched is billed in its own category: parameters, gradients, state
+    n_bytes = sum(a.nbytes for a in arrays)
+    assert memory["live"]["parameters"] == memory["live"]["gradients"] == n_bytes
+    tensors_per_param = sum(isinstance(v, fg.Tensor) for v in next(iter(opt.state.values()))
+                            .values())  # SGD momentum 1, AdamW 2
+    assert memory["live"]["optimizer_state"] == n_bytes * tensors_per_param
 
 
 @pytest.mark.parametrize("make, per_element", [

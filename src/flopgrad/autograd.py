@@ -363,6 +363,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, handed_out: set) -> No
         t.grad = g if create_graph else _own(g, handed_out)
     else:
         t.grad = t.grad + g
+    if _mode().listeners:
+        track_alloc(t.grad._data, "gradients")
 
 
 def _root_grads(outs: list, gradients, who: str) -> list:

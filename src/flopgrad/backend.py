@@ -24,6 +24,28 @@ def no_data(what: str) -> NoDataError:
         "real tensors to get values; meta mode is for bills and shapes.")
 
 
+def broadcast_shapes(*shapes) -> tuple:
+    """np.broadcast_shapes in Python integers, so meta shapes may hold more elements than an
+    index of this machine can count (a 10**12-sequence batch of attention scores).
+
+    >>> from flopgrad.backend import broadcast_shapes
+    >>> broadcast_shapes((10**12, 1, 1, 1024), (12, 1024, 1))
+    (1000000000000, 12, 1024, 1024)
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s, ndim - len(s)):
+            if d != 1:
+                if out[i] == 1:
+                    out[i] = d
+                elif out[i] != d:
+                    raise ValueError(
+                        "shape mismatch: objects cannot be broadcast to a single shape: "
+                        + " and ".join(str(tuple(x)) for x in shapes))
+    return tuple(out)
+
+
 def _c_strides(shape: tuple, itemsize: int) -> tuple:
     strides = []
     acc = itemsize
@@ -97,7 +119,7 @@ class MetaArray:
         """Shape and dtype of an elementwise result (used by in-place updates)."""
         o_shape = other.shape if isinstance(other, MetaArray | np.ndarray) else np.shape(other)
         o_dtype = other.dtype if isinstance(other, MetaArray | np.ndarray) else other
-        return MetaArray(np.broadcast_shapes(self.shape, o_shape),
+        return MetaArray(broadcast_shapes(self.shape, o_shape),
                          np.result_type(self.dtype, o_dtype))
 
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _arith
@@ -228,7 +250,7 @@ def advanced_index_shape(shape: tuple, idx: tuple) -> tuple:
     has_array = any(_is_index_array(i) for i in entries)
     adv = [k for k, i in enumerate(entries)
            if _is_index_array(i) or (has_array and isinstance(i, int | np.integer))]
-    bshape = np.broadcast_shapes(*(np.shape(i) if not isinstance(i, MetaArray) else i.shape
+    bshape = broadcast_shapes(*(np.shape(i) if not isinstance(i, MetaArray) else i.shape
                                    for k, i in enumerate(entries) if k in adv))
     out: list = []
     insert_at = None

@@ -170,13 +170,18 @@ def cmd_bill(args) -> int:
           f"one AdamW step on {args.batch} x {cfg.ctx} tokens (meta tensors, counted in "
           f"{seconds:.2f} s)\n")
     print(bill.table(by="layer", depth=args.depth, rules=False))
-    weights = sum(p.nbytes for p in (t._data for t in model.parameters()))
+    memory = bill.memory_breakdown()
+    live = memory["live"]
     activations = sum(e["bytes"] for e in bill.saved() if not e["leaf"])
-    print("\nmemory (float32 as run): weights " + report.human_bytes(weights)
-          + ", gradients " + report.human_bytes(weights)
-          + ", AdamW state " + report.human_bytes(2 * weights)
-          + ", activations saved for backward " + report.human_bytes(activations)
-          + ", peak " + report.human_bytes(weights + bill.peak_bytes))
+    # the first step makes the AdamW state; a later step starts with all of it alive, so
+    # its peak is at most this step's plus the whole state
+    later = bill.peak_bytes + live["optimizer_state"]
+    hb = report.human_bytes
+    print(f"\nmemory (float32 as run, measured on the meta step): weights "
+          f"{hb(live['parameters'])}, gradients {hb(live['gradients'])}, AdamW state "
+          f"{hb(live['optimizer_state'])}, activations saved for backward {hb(activations)}; "
+          f"peak {hb(bill.peak_bytes)} in this first step, at most {hb(later)} in a later "
+          f"step (the AdamW state stays alive)")
     print("\npublished formulas beside the count:")
     for r in formula_table(cfg, bill, args.batch):
         print(f"  {r['formula']:<42} {r['value']:>12.4g}  counted {r['counted']:>12.4g}  "

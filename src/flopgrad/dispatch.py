@@ -340,10 +340,11 @@ def release(node: Node) -> None:
     node.saved = node.out_data = None
 
 
-def track_alloc(arr: np.ndarray) -> None:
-    """Tell listening ledgers about an array made outside dispatch (factories, .grad copies)."""
+def track_alloc(arr: np.ndarray, category: str = "activations") -> None:
+    """Tell listening ledgers about an array made outside dispatch (factories, .grad copies),
+    or that a known array is a parameter, a gradient or optimizer state."""
     for ledger in _per_thread.mode.listeners:
-        ledger.on_alloc(arr)
+        ledger.on_alloc(arr, category)
 
 
 class _Primals:

@@ -22,6 +22,9 @@ from flopgrad.backend import MetaArray, shares_buffer
 from flopgrad.dispatch import mode, override
 
 PHASES = ("forward", "backward", "recompute", "optimizer")
+# what a live array is, for the memory breakdown; "activations" is every other array an op
+# or a factory made (of which the part saved for backward is saved_bytes' share)
+CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations")
 ROLES = ("weight", "input")
 KINDS = ("all", "tensor", "other")
 
@@ -98,23 +101,44 @@ def _buffer(arr):
     return arr
 
 
-class Ledger:
-    """Collects cost events from dispatch; answers FLOP, byte and memory queries."""
+class _Tracked(weakref.ref):
+    """A weak reference to a live array with its size and memory category."""
 
-    def __init__(self, memory: bool = True):
+    __slots__ = ("key", "nbytes", "category")
+
+
+class Ledger:
+    """Collects cost events from dispatch; answers FLOP, byte and memory queries.
+
+    events=False aggregates: identical events (same op, shapes, params, phase, role, scope)
+    are kept once with a count, the memory timeline is not kept, and saved entries are kept
+    once per (op, what, shape, dtype, scope, line), so a profile held over a long training
+    run stays the size of one step's distinct ops.
+    """
+
+    def __init__(self, memory: bool = True, events: bool = True):
         self.memory = memory
+        self.keep_events = events
         self.events: list[tuple] = []
+        self.counts: list[int] | None = None if events else []  # per aggregated event
+        self.durations: list[int] | None = None if events else []  # total ns per event
+        self._event_index: dict = {}
         self._costs: list[tuple] = []
         self.active = False
         self.live_bytes = 0
         self.peak_bytes = 0
         self.saved_bytes = 0
         self.saved_bytes_peak = 0
+        self.live_by = dict.fromkeys(CATEGORIES, 0)  # live bytes per category
+        self.peak_by = dict.fromkeys(CATEGORIES, 0)  # each category's own peak
+        self.at_peak = dict.fromkeys(CATEGORIES, 0)  # the breakdown when live bytes peaked
+        self.saved_at_peak = 0
         self.timeline: list[tuple[int, int, int]] = []  # (time ns, live bytes, saved bytes)
         self._saved_raw: list[tuple] = []
+        self._saved_index: dict = {}
         self._buffers: dict[int, list] = {}
         self._node_release: dict[int, weakref.finalize] = {}
-        self._alive: dict[int, tuple] = {}  # id(weakref) -> (weakref, bytes) of live arrays
+        self._alive: dict[int, _Tracked] = {}  # id(array) -> reference, of live arrays
         self.leaves: dict[int, int] = {}  # id -> size of leaves that required grad
 
     # ------------------------------------------------------------ listening
@@ -152,33 +176,98 @@ class Ledger:
             else:
                 shapes.append(())
                 itemsizes.append(0)
-        self.events.append((
-            op, tuple(shapes), tuple(itemsizes),
-            out.shape, out.itemsize, params, phase_, mode_.role,
-            mode_.grad_of, mode_.scope, start, perf_counter_ns(), copied, skipped,
-        ))
-        if self.memory and (not (op.view or op.inplace) or copied):
-            self.on_alloc(out)
+        ev = (op, tuple(shapes), tuple(itemsizes), out.shape, out.itemsize, params, phase_,
+              mode_.role, mode_.grad_of, mode_.scope, start, perf_counter_ns(), copied, skipped)
+        if self.counts is None:
+            self.events.append(ev)
+        else:
+            self._aggregate(ev)
+        if self.memory:
+            for a in args:  # parameters touched inside the profile count from then on
+                if type(a) is dispatch.Parameter:
+                    ref = self._alive.get(id(a._data))
+                    if ref is None or ref.category != "parameters":
+                        self.on_alloc(a._data, "parameters")
+            if not (op.view or op.inplace) or copied:
+                self.on_alloc(out)
 
-    def on_alloc(self, arr: np.ndarray) -> None:
+    def _aggregate(self, ev: tuple) -> None:
+        # keyed by everything a query reads, params by the cost they give (index arrays and
+        # step-dependent scalars change nothing else)
+        cost = event_cost(ev)
+        key = (ev[OP], ev[SHAPES], ev[ITEMSIZES], ev[OUT_SHAPE], ev[OUT_ITEMSIZE], ev[PHASE],
+               ev[ROLE], ev[GRAD_OF], ev[SCOPE], ev[COPIED], ev[SKIPPED], cost)
+        i = self._event_index.get(key)
+        if i is None:
+            self._event_index[key] = len(self.events)
+            self.events.append(ev)
+            self._costs.append(cost)
+            self.counts.append(1)
+            self.durations.append(ev[END] - ev[START])
+        else:
+            self.counts[i] += 1
+            self.durations[i] += ev[END] - ev[START]
+
+    def on_alloc(self, arr: np.ndarray, category: str = "activations") -> None:
+        """Track a live array (once); a known array moves to a more specific category
+        (an op's output that becomes a .grad is a gradient from then on)."""
         if not self.memory or not isinstance(arr, _ARRAYS):
             return
+        ref = self._alive.get(id(arr))
+        if ref is not None:
+            if category != ref.category and category != "activations":
+                self.live_by[ref.category] -= ref.nbytes
+                self._add_live(category, ref.nbytes)
+                ref.category = category
+            return
         n = arr.nbytes
+        ref = _Tracked(arr, self._free)  # half the cost of weakref.finalize
+        ref.key, ref.nbytes, ref.category = id(arr), n, category
+        self._alive[ref.key] = ref
         self.live_bytes += n
+        self._add_live(category, n)
         if self.live_bytes > self.peak_bytes:
             self.peak_bytes = self.live_bytes
+            self.at_peak = dict(self.live_by)
+            self.saved_at_peak = self.saved_bytes
         self._mark()
-        ref = weakref.ref(arr, self._free)  # half the cost of weakref.finalize
-        self._alive[id(ref)] = (ref, n)
 
-    def _free(self, ref: weakref.ref) -> None:
-        _, n = self._alive.pop(id(ref))
+    def _add_live(self, category: str, n: int) -> None:
+        live = self.live_by[category] = self.live_by[category] + n
+        if live > self.peak_by[category]:
+            self.peak_by[category] = live
+
+    def _free(self, ref: _Tracked) -> None:
+        self._alive.pop(ref.key, None)
         if self.active:
-            self.live_bytes -= n
+            self.live_bytes -= ref.nbytes
+            self.live_by[ref.category] -= ref.nbytes
             self._mark()
 
     def _mark(self) -> None:
-        self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
+        if self.keep_events:
+            self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
+
+    def memory_breakdown(self) -> dict:
+        """Live bytes by category: at the peak, each category's own peak, and now.
+
+        Categories: parameters and their gradients, optimizer state, and activations (every
+        other array an op or a factory made; `saved_at_peak` is how much of the peak was
+        kept for backward). Arrays made before the profile count once an op touches them
+        (parameters) or the optimizer steps them (its state).
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.ones(256))          # 1 KiB, made before the profile
+        >>> opt = fg.optim.Adam([w], lr=0.1)
+        >>> with fg.profile() as bill:
+        ...     (w * w).sum().backward(); opt.step()
+        >>> m = bill.memory_breakdown()["peak_by_category"]
+        >>> m["parameters"], m["gradients"], m["optimizer_state"]
+        (1024, 1024, 2048)
+        """
+        return {"peak_bytes": self.peak_bytes, "at_peak": dict(self.at_peak),
+                "saved_at_peak": self.saved_at_peak, "peak_by_category": dict(self.peak_by),
+                "live": dict(self.live_by)}
 
     def on_saved(self, node) -> None:
         if not self.memory:
@@ -208,13 +297,27 @@ class Ledger:
                 self.saved_bytes += root.nbytes
             keys.append(key)
             # a tuple now, a dict when asked for (saved_entries): this runs for every node
-            self._saved_raw.append((node.op.name, what, arr.shape, arr.dtype,
-                                    0 if shared else root.nbytes, arr.nbytes, node.scope,
-                                    where, leaf, shared))
+            entry = [node.op.name, what, arr.shape, arr.dtype, 0 if shared else root.nbytes,
+                     arr.nbytes, node.scope, where, leaf, shared, 1]
+            if self.keep_events:
+                self._saved_raw.append(entry)
+            else:
+                self._aggregate_saved(entry)
         if self.saved_bytes > self.saved_bytes_peak:
             self.saved_bytes_peak = self.saved_bytes
         self._mark()
         self._node_release[id(node)] = weakref.finalize(node, self._unsave, keys)
+
+    def _aggregate_saved(self, entry: list) -> None:
+        key = (entry[0], entry[1], entry[2], entry[3], entry[6], entry[7])
+        kept = self._saved_index.get(key)
+        if kept is None:
+            self._saved_index[key] = entry
+            self._saved_raw.append(entry)
+        else:
+            kept[4] += entry[4]
+            kept[5] += entry[5]
+            kept[10] += 1
 
     def on_release(self, node) -> None:
         fin = self._node_release.pop(id(node), None)
@@ -235,10 +338,14 @@ class Ledger:
 
     # ------------------------------------------------------------ costs
     def costs(self) -> list[tuple]:
-        """(tensor FLOPs, other FLOPs, transcendentals, bytes, unknown) for every event."""
+        """(tensor FLOPs, other FLOPs, transcendentals, bytes, unknown) for every event
+        (with events=False, for every distinct event times its count)."""
         for ev in self.events[len(self._costs):]:
             self._costs.append(event_cost(ev))
-        return self._costs
+        if self.counts is None:
+            return self._costs
+        return [(c[0] * k, c[1] * k, c[2] * k, c[3] * k, c[4])
+                for c, k in zip(self._costs, self.counts, strict=True)]
 
     def _rows(self, phase=None, role=None, op=None, scope=None):
         for ev, c in zip(self.events, self.costs(), strict=True):
@@ -318,12 +425,16 @@ class Ledger:
         return self.saved_entries()
 
     def saved_entries(self) -> list[dict]:
-        return [{
+        rows = [{
             "op": op, "what": what, "shape": tuple(shape), "dtype": str(dtype),
             "bytes": int(nbytes), "array_bytes": int(array_bytes), "scope": scope,
-            "line": _format_frame(where), "leaf": leaf, "shared": shared,
-        } for op, what, shape, dtype, nbytes, array_bytes, scope, where, leaf, shared
+            "line": _format_frame(where), "leaf": leaf, "shared": shared, "count": count,
+        } for op, what, shape, dtype, nbytes, array_bytes, scope, where, leaf, shared, count
             in self._saved_raw]
+        if self.keep_events:
+            for r in rows:
+                del r["count"]
+        return rows
 
 
 def _role(ev) -> str:

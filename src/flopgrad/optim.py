@@ -17,6 +17,7 @@ import numpy as np
 
 from flopgrad.autograd import no_grad
 from flopgrad.backend import zeros_like
+from flopgrad.dispatch import mode, track_alloc
 from flopgrad.ledger import phase, scope
 from flopgrad.tensor import Tensor
 
@@ -28,6 +29,16 @@ def _writable(t: Tensor) -> Tensor:
     if not t._data.flags.writeable:
         t._data = t._data.copy()
     return t
+
+
+def _track_state(p: Tensor, state: dict) -> None:
+    """Tell a listening bill what a parameter's update keeps: the parameter, its gradient and
+    the optimizer's state tensors (moments, momentum buffers)."""
+    track_alloc(p._data, "parameters")
+    track_alloc(p.grad._data, "gradients")
+    for value in state.values():
+        if isinstance(value, Tensor):
+            track_alloc(value._data, "optimizer_state")
 
 
 class Optimizer:
@@ -95,11 +106,14 @@ class Optimizer:
         [0.5]
         """
         with no_grad(), phase("optimizer"), scope("optimizer"):
+            billing = bool(mode().listeners)
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(_writable(p), p.grad, self.state.setdefault(id(p), {}),
-                                     group)
+                        state = self.state.setdefault(id(p), {})
+                        self._update(_writable(p), p.grad, state, group)
+                        if billing:
+                            _track_state(p, state)
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError

@@ -16,7 +16,7 @@ from flopgrad import ledger as L
 from flopgrad.files import write_atomic
 from flopgrad.ledger import Ledger, attributed_op
 
-_UNITS = ("", "K", "M", "G", "T", "P", "E")
+_UNITS = ("", "K", "M", "G", "T", "P", "E", "Z", "Y")
 
 
 def human(n: float) -> str:
@@ -27,8 +27,10 @@ def human(n: float) -> str:
     ('218.4K', '2.5G', '999')
     """
     n = float(n)
+    if abs(n) >= 1000 ** len(_UNITS):  # past yotta: scientific notation, still 9 characters
+        return f"{n:.3e}"
     for unit in _UNITS:
-        if abs(n) < 1000 or unit == _UNITS[-1]:
+        if abs(n) < 1000:
             if unit == "":
                 return f"{n:.0f}" if n == int(n) else f"{n:.3g}"
             return f"{n:.4g}{unit}"
@@ -44,8 +46,11 @@ def human_bytes(n: float) -> str:
     ('1.5 KiB', '100 B', '3 GiB')
     """
     n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    if abs(n) >= 1024 ** len(units):
+        return f"{n:.2e} B"
+    for unit in units:
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1024
     return str(n)
@@ -193,7 +198,7 @@ class Bill(Ledger):
         >>> lines = bill.table(rules=False).splitlines()
         >>> lines[2].split()[:6]
         ['matmul', '48', '0', '48', '0', '96']
-        >>> lines[-2]
+        >>> lines[-3]
         'tensor (matmul/conv) FLOPs 96 = 48 MACs; transcendentals 0'
         """
         rows = self.rows(by, depth)
@@ -216,6 +221,14 @@ class Bill(Ledger):
             lines.append(
                 f"memory: peak live {human_bytes(self.peak_bytes)}, peak saved for backward "
                 f"{human_bytes(self.saved_bytes_peak)}")
+            at = self.at_peak
+            if self.peak_bytes:
+                lines.append(
+                    f"  at the peak: parameters {human_bytes(at['parameters'])}, gradients "
+                    f"{human_bytes(at['gradients'])}, optimizer state "
+                    f"{human_bytes(at['optimizer_state'])}, activations and temporaries "
+                    f"{human_bytes(at['activations'])} "
+                    f"(saved for backward {human_bytes(self.saved_at_peak)})")
         unknown = self.unknown_ops()
         if unknown:
             lines.append(
@@ -243,7 +256,8 @@ class Bill(Ledger):
         return self.table()
 
     def __repr__(self) -> str:
-        return (f"<Bill {len(self.events)} ops, {human(self.flops())} FLOPs "
+        n_ops = len(self.events) if self.counts is None else sum(self.counts)
+        return (f"<Bill {n_ops} ops, {human(self.flops())} FLOPs "
                 f"(forward {human(self.flops('forward'))}, backward "
                 f"{human(self.flops('backward'))})>")
 
@@ -258,13 +272,14 @@ class Bill(Ledger):
         >>> bill.skipped_dx()
         [{'op': 'matmul', 'slot': 0, 'scope': '', 'shape': (2, 4), 'flops': 48}]
         """
-        out = []
+        flops: dict[tuple, int] = {}  # one entry per (op, slot, scope, shape), over all steps
         for ev, c in zip(self.events, self.costs(), strict=True):
             if ev[L.PHASE] == "forward" and ev[L.SKIPPED] and c[0]:
                 for slot in ev[L.SKIPPED]:
-                    out.append({"op": ev[L.OP].name, "slot": slot, "scope": ev[L.SCOPE],
-                                "shape": ev[L.SHAPES][slot], "flops": c[0]})
-        return out
+                    key = (ev[L.OP].name, slot, ev[L.SCOPE], ev[L.SHAPES][slot])
+                    flops[key] = flops.get(key, 0) + c[0]
+        return [{"op": op, "slot": slot, "scope": scope, "shape": shape, "flops": f}
+                for (op, slot, scope, shape), f in flops.items()]
 
     def rules(self, params: int | None = None, tokens: int | None = None) -> list[Rule]:
         """Check the seeds' rules of thumb on this run, each with the reason for any gap.
@@ -357,7 +372,7 @@ class Bill(Ledger):
             "by_phase": rows("phase"),
             "memory": {"tracked": self.memory, "peak_bytes": self.peak_bytes,
                        "saved_bytes_peak": self.saved_bytes_peak,
-                       "live_bytes": self.live_bytes},
+                       "live_bytes": self.live_bytes, **self.memory_breakdown()},
             "saved": self.saved(),
             "unknown_ops": self.unknown_ops(),
             "rules": [asdict(r) for r in self.rules()],
@@ -379,14 +394,18 @@ class Bill(Ledger):
         out = []
         for k, (ev, c) in enumerate(zip(self.events, self.costs(), strict=True)):
             grad_of = ev[L.GRAD_OF] if ev[L.PHASE] == "backward" else None
+            if self.counts is not None:  # aggregated: a distinct event, its count and time
+                timing = {"count": self.counts[k], "duration_ns": self.durations[k],
+                          "start_ns": None, "end_ns": None}
+            else:
+                timing = {"start_ns": ev[L.START] - self.t0, "end_ns": ev[L.END] - self.t0}
             out.append({
                 "index": k, "phase": ev[L.PHASE], "primitive": ev[L.OP].name,
                 "op": attributed_op(ev), "slot": grad_of[1] if grad_of else None,
                 "role": L._role(ev) if ev[L.PHASE] == "backward" else None,
                 "scope": ev[L.SCOPE], "in_shapes": [list(s) for s in ev[L.SHAPES]],
                 "out_shape": list(ev[L.OUT_SHAPE]), "tensor_flops": c[0], "other_flops": c[1],
-                "transcendentals": c[2], "bytes": c[3], "unknown_cost": c[4],
-                "start_ns": ev[L.START] - self.t0, "end_ns": ev[L.END] - self.t0,
+                "transcendentals": c[2], "bytes": c[3], "unknown_cost": c[4], **timing,
             })
         return out
 
@@ -423,6 +442,8 @@ class Bill(Ledger):
         fields = ["index", "phase", "primitive", "op", "slot", "role", "scope", "in_shapes",
                   "out_shape", "tensor_flops", "other_flops", "transcendentals", "bytes",
                   "unknown_cost", "start_ns", "end_ns"]
+        if self.counts is not None:
+            fields += ["count", "duration_ns"]
         w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         for r in rows:
@@ -443,6 +464,10 @@ class Bill(Ledger):
         ...         [e["name"] for e in json.load(f)["traceEvents"] if e["ph"] == "X"]
         ['matmul']
         """
+        if self.counts is not None:
+            raise ValueError("to_chrome_trace: this bill was profiled with events=False, so it "
+                             "kept no timeline; profile with fg.profile() (events=True) for a "
+                             "trace")
         tids = {ph: i + 1 for i, ph in enumerate(L.PHASES)}
         trace = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
                   "args": {"name": ph}} for ph, tid in tids.items()]
@@ -462,9 +487,13 @@ class Bill(Ledger):
 
 
 class profile:
-    """Bill everything run inside: `with fg.profile() as bill: ...` (profiles may nest).
+    """Bill everything run inside: `with fg.profile() as bill: ...` (profiles may nest). A
+    profile bills the ops of the thread that entered it.
 
-    memory=True also tracks live and saved-for-backward bytes (a little slower).
+    memory=True also tracks live and saved-for-backward bytes (a little slower), by category
+    (parameters, gradients, optimizer state, activations). events=False aggregates for long
+    runs: every distinct event is kept once with a count, and no memory timeline is kept,
+    so the bill stays the size of one step (all totals, tables and rules are the same).
 
     >>> import flopgrad as fg
     >>> with fg.profile() as bill:
@@ -473,8 +502,8 @@ class profile:
     (2000000000, 12000000)
     """
 
-    def __init__(self, memory: bool = True):
-        self.bill = Bill(memory=memory)
+    def __init__(self, memory: bool = True, events: bool = True):
+        self.bill = Bill(memory=memory, events=events)
 
     def __enter__(self) -> Bill:
         self.bill.start()

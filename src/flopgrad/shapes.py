@@ -18,6 +18,7 @@ from flopgrad.backend import (
     MetaArray,
     advanced_index_shape,
     basic_index,
+    broadcast_shapes,
     nocopy_reshape,
 )
 
@@ -38,7 +39,7 @@ def _new(shape, dtype) -> MetaArray:
 
 
 def _broadcast(*args) -> tuple:
-    return np.broadcast_shapes(*(_shape(a) for a in args))
+    return broadcast_shapes(*(_shape(a) for a in args))
 
 
 def _float_result(dtype) -> np.dtype:
@@ -146,7 +147,7 @@ def cumsum(x, axis):
 def matmul(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     return _new(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
