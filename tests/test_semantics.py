@@ -533,3 +533,19 @@ def test_a_parameter_in_two_groups_raises_as_in_torch(name):
 def test_object_complex_and_string_data_raise_a_clear_type_error(make):
     with pytest.raises(TypeError, match="not supported; flopgrad tensors hold bool, integer"):
         make()
+
+
+# ---------------------------------------------------------------- empty tensors
+
+@pytest.mark.parametrize("shape,dim", [((0, 3), 0), ((0, 3), 1), ((3, 0), 1), ((0,), 0),
+                                       ((2, 0, 3), 1), ((2, 0, 3), -1)])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family_on_empty_tensors_like_torch(name, shape, dim):
+    x = fg.zeros(*shape, dtype="float64", requires_grad=True)
+    tx = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    out, tout = getattr(x, name)(dim), getattr(tx, name)(dim)
+    assert out.shape == tuple(tout.shape)
+    np.testing.assert_array_equal(out.detach().numpy(), tout.detach().numpy())  # -inf sums
+    out.sum().backward()
+    tout.sum().backward()
+    assert x.grad.shape == shape

@@ -891,6 +891,8 @@ def _shifted(x, axis):
     NaN as in PyTorch; a row with +inf gives NaN too), as a new array."""
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
+    if x.size == 0:  # no max to shift by (an empty row or no rows): an empty result
+        return np.empty(x.shape, x.dtype)
     m = _reduce_rows(np.maximum, x, axis)
     m[m == -np.inf] = 0
     return np.subtract(x, m)
