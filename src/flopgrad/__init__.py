@@ -26,6 +26,7 @@ from flopgrad.autograd import (
     vjp,
 )
 from flopgrad.backend import MetaArray, NoDataError
+from flopgrad.serialization import FileFormatError
 from flopgrad.creation import (
     arange,
     empty,
@@ -105,7 +106,7 @@ _METHODS = (
     "exp log log1p sqrt rsqrt abs sign sin cos tanh sigmoid relu erf square clamp clip "
     "sum mean var std prod amax amin max min argmax argmin cumsum logsumexp softmax log_softmax "
     "reshape flatten permute transpose swapaxes squeeze unsqueeze broadcast_to flip roll "
-    "masked_fill repeat tile neg pow add sub mul div floor ceil trunc round"
+    "masked_fill repeat tile neg pow add sub mul div floor ceil trunc round tril triu"
 ).split()
 for _name in _METHODS:
     globals()[_name] = _method_function(_name)
