@@ -26,7 +26,6 @@ from flopgrad.autograd import (
     vjp,
 )
 from flopgrad.backend import MetaArray, NoDataError
-from flopgrad.serialization import FileFormatError
 from flopgrad.creation import (
     arange,
     empty,
@@ -53,6 +52,7 @@ from flopgrad.creation import (
 from flopgrad.dispatch import ShapeError
 from flopgrad.ledger import Ledger, phase, scope
 from flopgrad.report import Bill, Rule, profile
+from flopgrad.serialization import FileFormatError
 from flopgrad.tensor import (
     Tensor,
     bool_,
