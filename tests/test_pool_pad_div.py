@@ -324,3 +324,46 @@ def test_flip_takes_dims_by_keyword():
     x = fg.arange(6).reshape(2, 3)
     assert x.flip(dims=[1]).tolist() == x.flip(1).tolist() == [[2, 1, 0], [5, 4, 3]]
     assert x.flip(dims=()).tolist() == x.tolist()
+
+
+# ---------------------------------------------------------------- activations and losses added
+
+ACTIVATIONS = [
+    C("hardtanh", lambda x: F.hardtanh(x, -0.5, 0.7), lambda x: TF.hardtanh(x, -0.5, 0.7),
+      [real(4, 5)]),
+    C("relu6", lambda x: F.relu6(x * 4), lambda x: TF.relu6(x * 4), [real(4, 5)]),
+    C("elu", lambda x: F.elu(x, 0.8), lambda x: TF.elu(x, 0.8), [real(4, 5)]),
+    C("logsigmoid", F.logsigmoid, TF.logsigmoid, [real(4, 5)]),
+    C("mish", F.mish, TF.mish, [real(4, 5)]),
+    C("softmin", lambda x: F.softmin(x, 1), lambda x: TF.softmin(x, 1), [real(4, 5)]),
+    C("l1_loss", F.l1_loss, TF.l1_loss, [real(4, 5), real(4, 5)]),
+    C("smooth_l1_loss", lambda x, y: F.smooth_l1_loss(x, y, "sum", 0.5),
+      lambda x, y: TF.smooth_l1_loss(x, y, reduction="sum", beta=0.5), [real(4, 5), real(5)]),
+    C("huber_loss", lambda x, y: F.huber_loss(x, y, "none", 0.7),
+      lambda x, y: TF.huber_loss(x, y, reduction="none", delta=0.7), [real(4, 5), real(4, 5)]),
+    C("tril", lambda x: x.tril(-1), lambda x: x.tril(-1), [real(2, 4, 5)]),
+    C("triu", lambda x: fg.triu(x, 2), lambda x: torch.triu(x, 2), [real(4, 5)]),
+]
+
+
+@pytest.mark.parametrize("case", [c.param() for c in ACTIVATIONS])
+def test_added_functions_match_torch(case):
+    check_against_torch(case, make_inputs(case.inputs, seed=2))
+    arrays = make_inputs(case.inputs, seed=3)
+    assert fg.gradcheck(case.fg_fn, tuple(to_fg(a, requires_grad=True) for a in arrays))
+
+
+def test_hardtanh_gradient_is_zero_at_the_bounds_and_at_nan_like_torch():
+    values = [-1.0, 1.0, 0.5, np.nan, 2.0]
+    fx = fg.tensor(values, dtype="float64", requires_grad=True)
+    F.hardtanh(fx).sum().backward()
+    # torch: 0 at NaN in its vectorised kernel (its scalar tail gives 1)
+    assert fx.grad.tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="min_val"):
+        F.hardtanh(fx, 1.0, -1.0)
+
+
+def test_elu_gradient_at_inf_is_one_not_nan():
+    x = fg.tensor([np.inf, -np.inf, 0.0], dtype="float64", requires_grad=True)
+    F.elu(x).sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 1.0]

@@ -947,6 +947,33 @@ class Tensor:
             raise TypeError(f"masked_fill: a complex value cannot fill a {self.dtype} tensor")
         return where(mask, value, self)
 
+    def tril(self, diagonal: int = 0):
+        """The lower triangle of the last two dims (from `diagonal` on), zeros above.
+
+        >>> import flopgrad as fg
+        >>> fg.ones(2, 3).tril().tolist()
+        [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
+        """
+        return self._triangle(diagonal, "tril")
+
+    def triu(self, diagonal: int = 0):
+        """The upper triangle of the last two dims (from `diagonal` on), zeros below.
+
+        >>> import flopgrad as fg
+        >>> fg.ones(2, 3).triu(1).tolist()
+        [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]
+        """
+        return self._triangle(diagonal, "triu")
+
+    def _triangle(self, diagonal, name):
+        if self.ndim < 2:
+            raise ValueError(f"{name}: the tensor needs at least 2 dims, got shape {self.shape}")
+        rows, cols = self.shape[-2:]
+        keep = np.tri(rows, cols, diagonal, dtype=bool)
+        if name == "triu":
+            keep = ~np.tri(rows, cols, diagonal - 1, dtype=bool)
+        return where(Tensor(keep), self, self._data.dtype.type(0))
+
     def where(self, cond, other):
         """self where cond else other (PyTorch's Tensor.where).
 
@@ -985,32 +1012,33 @@ class Tensor:
         dims = _dims(dim, axis, x.ndim, "mean")
         return _sum_div(x, dims, _keep(keepdim, keepdims), _count(x.shape, dims))
 
-    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
             keepdims=None):
-        """Variance with Bessel's correction by default (PyTorch: correction=1).
+        """Variance with Bessel's correction by default (PyTorch: correction=1), with
+        PyTorch's arguments: var(dim, unbiased, keepdim), var(unbiased) or
+        var(dim, correction=..., keepdim=...); correction=None is the default.
 
         >>> import flopgrad as fg
         >>> x = fg.tensor([1.0, 3.0])
-        >>> x.var().item(), x.var(correction=0).item()
-        (2.0, 1.0)
+        >>> x.var().item(), x.var(correction=0).item(), x.var(False).item()
+        (2.0, 1.0, 1.0)
         """
-        if unbiased is not None:
-            correction = 1 if unbiased else 0
-        dims = _dims(dim, axis, self.ndim, "var")
+        dims, c = _var_args(self, dim, unbiased, correction, axis, "var")
         n = _count(self.shape, dims)
         centered = self - self.mean(dims, keepdim=True)
         return _sum_div(centered * centered, dims, _keep(keepdim, keepdims),
-                        builtins.max(n - correction, 0))
+                        builtins.max(n - c, 0))
 
-    def std(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
             keepdims=None):
-        """Standard deviation (square root of var); zero gradient where it is 0, as in PyTorch.
+        """Standard deviation (square root of var, same arguments); zero gradient where it
+        is 0, as in PyTorch.
 
         >>> import flopgrad as fg
         >>> fg.tensor([1.0, 3.0, 5.0]).std().item()
         2.0
         """
-        v = self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis,
+        v = self.var(dim, unbiased, keepdim, correction=correction, axis=axis,
                      keepdims=keepdims)
         zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
         return where(zero, 0.0, where(zero, 1.0, v).sqrt())
@@ -1637,6 +1665,20 @@ def _count(shape, dims) -> int:
     if dims is None:
         return math.prod(shape)
     return math.prod([shape[d] for d in dims])
+
+
+def _var_args(x: Tensor, dim, unbiased, correction, axis, name: str):
+    """(dims, correction) from PyTorch's var/std arguments: a bool first argument is
+    `unbiased` (var(False) is the biased variance of everything), correction=None is 1."""
+    if isinstance(dim, bool):
+        if unbiased is not None:
+            raise TypeError(f"{name}: unbiased given twice ({dim!r} and {unbiased!r})")
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{name}: pass either unbiased or correction, not both")
+    if correction is None:
+        correction = 0 if unbiased is not None and not unbiased else 1
+    return _dims(dim, axis, x.ndim, name), correction
 
 
 def _sum_div(x: Tensor, dims, keep: bool, divisor) -> Tensor:

@@ -22,6 +22,8 @@ __all__ = [
     "rms_norm", "batch_norm", "dropout", "cross_entropy", "nll_loss", "mse_loss",
     "binary_cross_entropy_with_logits", "scaled_dot_product_attention", "relu", "leaky_relu",
     "gelu", "silu", "softplus", "sigmoid", "tanh", "softmax", "log_softmax", "pad",
+    "hardtanh", "relu6", "elu", "logsigmoid", "mish", "softmin", "l1_loss", "smooth_l1_loss",
+    "huber_loss",
 ]
 
 
@@ -99,6 +101,79 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     if beta != 1:
         smooth = smooth / beta
     return where(bx > threshold, x, smooth)
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """x clipped to [min_val, max_val]; the gradient is 1 strictly inside, 0 at and beyond
+    the bounds (PyTorch's hardtanh_backward; clamp's includes the bounds).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.hardtanh(fg.tensor([-2.0, 0.5, 3.0])).tolist()
+    [-1.0, 0.5, 1.0]
+    """
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+    x = _t(x)
+    inside = (x > min_val) & (x < max_val)  # NaN is not inside: no gradient, as PyTorch
+    return where(inside, x, x.detach().clamp(min_val, max_val))
+
+
+def relu6(x: Tensor) -> Tensor:
+    """min(max(x, 0), 6), PyTorch's hardtanh(x, 0, 6).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.relu6(fg.tensor([-1.0, 3.0, 7.0])).tolist()
+    [0.0, 3.0, 6.0]
+    """
+    return hardtanh(x, 0.0, 6.0)
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x for x > 0, alpha (exp(x) - 1) otherwise.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.elu(fg.tensor([1.0, 0.0])).tolist()
+    [1.0, 0.0]
+    """
+    x = _t(x)
+    negative = x <= 0  # NaN takes the identity branch (gradient 1), as PyTorch
+    curve = where(negative, x, 0.0).exp() - 1.0  # masked: exp(inf) never meets a 0 gradient
+    return where(negative, curve * alpha if alpha != 1 else curve, x)
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)), computed without overflow: -(max(-x, 0) + log1p(exp(-|x|))).
+
+    >>> import flopgrad as fg
+    >>> round(fg.nn.functional.logsigmoid(fg.tensor(0.0)).item(), 4)
+    -0.6931
+    """
+    x = _t(x)
+    return -(maximum(-x, 0.0) + (-x.abs()).exp().log1p())
+
+
+def mish(x: Tensor) -> Tensor:
+    """x tanh(softplus(x)).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.mish(fg.tensor([0.0])).tolist()
+    [0.0]
+    """
+    return x * softplus(x).tanh()
+
+
+def softmin(x: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """softmax(-x) along `dim` (PyTorch's legacy default dim when None: 0 for 0-, 1- and
+    3-dim inputs, else 1).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.softmin(fg.tensor([0.0, 0.0]), 0).tolist()
+    [0.5, 0.5]
+    """
+    x = _t(x)
+    if dim is None:
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return (-x).softmax(dim, dtype=dtype)
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -539,13 +614,20 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     >>> fg.nn.functional.layer_norm(fg.tensor([[1.0, 3.0]]), (2,)).tolist()
     [[-0.9999949932098389, 0.9999949932098389]]
     """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(x.shape[-len(shape):]) != shape:
-        raise ValueError(f"layer_norm: input {x.shape} does not end in {shape}")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and tuple(p.shape) != shape:
-            raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected {shape}")
+    shape = _normalized_shape(x, normalized_shape, "layer_norm", weight=weight, bias=bias)
     return apply(O.LAYER_NORM, (_t(x), weight, bias), (len(shape), eps))
+
+
+def _normalized_shape(x, normalized_shape, name: str, **params) -> tuple:
+    """normalized_shape as a tuple, checked against the input's last dims and the shapes of
+    the affine parameters (as PyTorch's layer_norm and rms_norm check them)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or tuple(x.shape[-len(shape):]) != shape:
+        raise ValueError(f"{name}: input {x.shape} does not end in normalized_shape {shape}")
+    for key, p in params.items():
+        if p is not None and tuple(p.shape) != shape:
+            raise ValueError(f"{name}: {key} has shape {tuple(p.shape)}, expected {shape}")
+    return shape
 
 
 def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
@@ -556,7 +638,7 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     >>> fg.nn.functional.rms_norm(fg.tensor([[2.0, -2.0]]), 2).tolist()
     [[1.0, -1.0]]
     """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = _normalized_shape(x, normalized_shape, "rms_norm", weight=weight)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     if eps is None:
         eps = float(np.finfo(x.dtype).eps)
@@ -792,6 +874,48 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     out = np.zeros((*idx.shape, num_classes), dtype=np.int64)
     np.put_along_axis(out, idx[..., None].astype(np.intp), 1, axis=-1)
     return creation._make(out, False)
+
+
+def l1_loss(x: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Mean absolute error.
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.l1_loss(fg.tensor([1.0, 3.0]), fg.tensor([2.0, 1.0])).item()
+    1.5
+    """
+    return _reduce((x - target).abs(), reduction, "l1_loss")
+
+
+def smooth_l1_loss(x: Tensor, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (l1_loss for beta = 0).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.smooth_l1_loss(fg.tensor([0.5, 3.0]), fg.zeros(2), "none").tolist()
+    [0.125, 2.5]
+    """
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+    if beta == 0:
+        return l1_loss(x, target, reduction)
+    d = x - target
+    a = d.abs()
+    return _reduce(where(a < beta, d * d * (0.5 / beta), a - 0.5 * beta), reduction,
+                   "smooth_l1_loss")
+
+
+def huber_loss(x: Tensor, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
+
+    >>> import flopgrad as fg
+    >>> fg.nn.functional.huber_loss(fg.tensor([0.5, 3.0]), fg.zeros(2), "none").tolist()
+    [0.125, 2.5]
+    """
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    d = x - target
+    a = d.abs()
+    return _reduce(where(a < delta, d * d * 0.5, (a - 0.5 * delta) * delta), reduction,
+                   "huber_loss")
 
 
 def mse_loss(x: Tensor, target, reduction: str = "mean") -> Tensor:
