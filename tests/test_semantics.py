@@ -549,3 +549,52 @@ def test_softmax_family_on_empty_tensors_like_torch(name, shape, dim):
     out.sum().backward()
     tout.sum().backward()
     assert x.grad.shape == shape
+
+
+# ---------------------------------------------------------------- argument parsing
+
+_V = [1.0, 2.0, 4.0, 7.0]
+_M = [[1.0, 2.0, 0.5], [4.0, 8.0, -1.0]]
+
+
+@pytest.mark.parametrize("values,fn", [
+    (_V, lambda x: x.std(False)),  # std(unbiased): the biased std of everything
+    (_V, lambda x: x.var(True)),
+    (_V, lambda x: x.std(correction=None)),
+    (_V, lambda x: x.var(0, correction=None)),
+    (_M, lambda x: x.var(0, False)),  # var(dim, unbiased)
+    (_M, lambda x: x.std(1, True, True)),  # std(dim, unbiased, keepdim)
+    (_M, lambda x: x.var(1, keepdim=True, unbiased=False)),
+    (_M, lambda x: x.var(dim=(0, 1), correction=0.5)),
+    (_M, lambda x: x.std(-1, correction=2, keepdim=True)),
+], ids=["std(False)", "var(True)", "std-correction-None", "var-dim-correction-None",
+        "var(0,False)", "std(1,True,True)", "var-keywords", "var-correction-0.5",
+        "std-correction-2"])
+def test_var_and_std_take_torchs_arguments(values, fn):
+    ours, theirs = fn(t64(values)), fn(torch.tensor(values, dtype=torch.float64))
+    assert ours.shape == tuple(theirs.shape)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.sum(True), lambda x: x.mean(True), lambda x: x.amax(True),
+    lambda x: x.softmax(True), lambda x: x.cumsum(True), lambda x: x.max(True),
+    lambda x: x.unsqueeze(True), lambda x: x.var(0, correction=1, unbiased=True),
+], ids=["sum", "mean", "amax", "softmax", "cumsum", "max", "unsqueeze", "var-both"])
+def test_a_bool_is_not_a_dim(fn):
+    assert isinstance(torch_error(lambda: fn(torch.tensor(_M))), TypeError)
+    with pytest.raises(TypeError):
+        fn(fg.tensor(_M))
+
+
+# ---------------------------------------------------------------- rms_norm
+
+@pytest.mark.parametrize("shape,normalized,weight", [
+    ((2, 3), (4,), None), ((2, 3), 3, (4,)), ((2, 3), (2,), None), ((2, 3), (), None)])
+def test_rms_norm_checks_normalized_shape_like_layer_norm(shape, normalized, weight):
+    w = None if weight is None else fg.ones(*weight)
+    tw = None if weight is None else torch.ones(weight)
+    n = (normalized,) if isinstance(normalized, int) else normalized
+    torch_error(lambda: torch.nn.functional.rms_norm(torch.ones(shape), n, tw))
+    with pytest.raises(ValueError, match="rms_norm: "):
+        fg.nn.functional.rms_norm(fg.ones(*shape), normalized, w)
