@@ -219,7 +219,13 @@ MAP: dict[str, Callable] = {
 
 # the ops FlopCounterMode counts: their tensor FLOPs are compared with flopgrad's bill
 FLOP_COUNTED = {"matmul", "mm", "bmm", "__rmatmul__", "einsum", "nn.functional.linear",
-                "nn.functional.conv1d", "nn.functional.conv2d"}
+                "nn.functional.conv1d", "nn.functional.conv2d",
+                # no contraction: both must bill 0 tensor FLOPs, forward and backward
+                "nn.functional.max_pool1d", "nn.functional.max_pool2d",
+                "nn.functional.avg_pool1d", "nn.functional.avg_pool2d",
+                "nn.functional.pad.constant", "nn.functional.pad.reflect",
+                "nn.functional.pad.replicate", "nn.functional.pad.circular",
+                "div.trunc_rounding", "div.floor_rounding", "floor_divide"}
 
 
 # a matmul with a 1-D operand runs torch's mv or dot, which FlopCounterMode does not count

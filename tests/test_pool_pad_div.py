@@ -367,3 +367,16 @@ def test_elu_gradient_at_inf_is_one_not_nan():
     x = fg.tensor([np.inf, -np.inf, 0.0], dtype="float64", requires_grad=True)
     F.elu(x).sum().backward()
     assert x.grad.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_rounding_ops_on_meta_tensors_bill_as_real_ones():
+    def step(x):
+        return (x.div(fg.ones(3), rounding_mode="trunc") + (x // 2) + x.floor() + x.round(1)
+                + x.ceil() + x.trunc())
+    real_x = fg.ones(2, 3)
+    with fg.profile() as real_bill:
+        out = step(real_x)
+    with fg.profile() as meta_bill:
+        out_m = step(real_x.to("meta"))
+    assert out_m.is_meta and out_m.shape == out.shape and out_m.dtype == out.dtype
+    assert meta_bill.flops() == real_bill.flops() == 2 * 6 + 2 * 6 + 4 * 6 + 5 * 6
