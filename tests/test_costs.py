@@ -334,11 +334,19 @@ case("pow_scalar", "sqrt-0.5")(_pow_scalar(0.5, 1))
 case("pow_scalar", "neg-1.5")(_pow_scalar(-1.5, 1))
 
 
-@case("pow_scalar", "rsqrt-f64")
+@case("rsqrt", "rsqrt-f64")
 def _rsqrt():
     x = pos(2, 5, dtype=np.float64)
     row = the(run(lambda: x.rsqrt()), "pow_scalar")  # x ** -0.5: a transcendental
     return row, (0, 10, 10, 2 * 10 * F64)
+
+
+@case("rsqrt", "backward-cube-of-the-output")
+def _rsqrt_backward():  # -0.5 * out ** 3 (an integer power: no transcendental), times g
+    x = pos(3, 4, requires_grad=True)
+    y = x.rsqrt()
+    bill = run(lambda: y.backward(fg.ones(3, 4)))
+    return the(bill, "pow_scalar", "backward"), (0, 12, 0, 2 * 12 * F32)
 
 
 def _cast(src, dst, call):

@@ -598,3 +598,16 @@ def test_rms_norm_checks_normalized_shape_like_layer_norm(shape, normalized, wei
     torch_error(lambda: torch.nn.functional.rms_norm(torch.ones(shape), n, tw))
     with pytest.raises(ValueError, match="rms_norm: "):
         fg.nn.functional.rms_norm(fg.ones(*shape), normalized, w)
+
+
+# ---------------------------------------------------------------- rsqrt, fg.add
+
+def test_rsqrt_gradient_is_torchs_at_minus_inf_zero_and_inf():
+    v = [-np.inf, 0.0, -1.0, np.inf, 4.0]
+    x, tx = t64(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+    with np.errstate(all="ignore"):
+        x.rsqrt().sum().backward()
+    tx.rsqrt().sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())  # NaN at -inf, not -0
+    _, tangent = fg.jvp(lambda a: a.rsqrt(), (t64([4.0]),), (t64([1.0]),))
+    assert tangent.item() == -0.0625

@@ -647,6 +647,22 @@ POW_SCALAR = prim(
 )
 
 
+def _rsqrt_deriv(n):
+    """d rsqrt(x) / dx from the output, -0.5 rsqrt(x)**3, as PyTorch's rsqrt_backward: NaN
+    at x = -inf (x ** -1.5 would be 0 there), -inf at 0."""
+    return -0.5 * _call(POW_SCALAR, n.out(), params=(3,))
+
+
+# x.rsqrt(): x ** -0.5, billed as that pow_scalar (1 FLOP and 1 transcendental per element)
+RSQRT = prim(
+    "pow_scalar", lambda x: _pow_scalar_fwd(x, -0.5), key="rsqrt", uses=((-1,),),
+    cost=_ew(1, 1),
+    vjp=lambda n, g, i: g * _rsqrt_deriv(n),
+    jvp=lambda p, t: t[0] * _rsqrt_deriv(p),
+    meta=lambda x: S.pow_scalar(x, -0.5),
+)
+
+
 def _clamp_fwd(x, lo, hi):
     return np.clip(x, lo, hi)
 

@@ -816,7 +816,7 @@ class Tensor:
         >>> fg.tensor([4.0]).rsqrt().item()
         0.5
         """
-        return apply(O.POW_SCALAR, (self,), (-0.5,))
+        return apply(O.RSQRT, (self,))
 
     def abs(self):
         """|x| (gradient 0 at 0, as in PyTorch).
