@@ -42,7 +42,9 @@ import flopgrad.nn.functional as F
 # some of its own error inputs
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 
-MAX_SAMPLES = 24  # per OpInfo and kind of input (sample / reference / error)
+# per OpInfo and kind of input (sample / reference / error); OPINFO_MAX_SAMPLES=100000
+# runs every one (minutes)
+MAX_SAMPLES = int(os.environ.get("OPINFO_MAX_SAMPLES", 24))
 MAX_REFERENCE_NUMEL = 20_000  # larger reference inputs (up to 1024 x 1024) are not run
 RTOL, ATOL = 1e-7, 1e-10
 

@@ -380,3 +380,8 @@ def test_rounding_ops_on_meta_tensors_bill_as_real_ones():
         out_m = step(real_x.to("meta"))
     assert out_m.is_meta and out_m.shape == out.shape and out_m.dtype == out.dtype
     assert meta_bill.flops() == real_bill.flops() == 2 * 6 + 2 * 6 + 4 * 6 + 5 * 6
+
+
+def test_prod_takes_a_dtype():
+    out = fg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1, dtype="float64")
+    assert out.dtype == np.float64 and out.tolist() == [2.0, 12.0]

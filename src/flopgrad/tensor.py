@@ -1043,13 +1043,15 @@ class Tensor:
         zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
         return where(zero, 0.0, where(zero, 1.0, v).sqrt())
 
-    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Product over `dim` (exact gradients even with zeros).
+    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+        """Product over `dim` (exact gradients even with zeros), in `dtype` when given.
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1).tolist()
         [2.0, 12.0]
         """
+        if dtype is not None:
+            return self.to(dtype).prod(dim, keepdim, axis=axis, keepdims=keepdims)
         return apply(O.PROD, (self,), (_dims(dim, axis, self.ndim, "prod"),
                                        _keep(keepdim, keepdims)))
 
