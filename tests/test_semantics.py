@@ -611,3 +611,25 @@ def test_rsqrt_gradient_is_torchs_at_minus_inf_zero_and_inf():
     np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())  # NaN at -inf, not -0
     _, tangent = fg.jvp(lambda a: a.rsqrt(), (t64([4.0]),), (t64([1.0]),))
     assert tangent.item() == -0.0625
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,kwargs", [
+    ("add", {}), ("add", {"alpha": 3}), ("sub", {}), ("sub", {"alpha": 0.5}), ("mul", {}),
+    ("div", {}), ("div", {"rounding_mode": "floor"}), ("pow", {}),
+])
+def test_a_number_first_is_exact_like_the_operator(name, kwargs, dtype):
+    v = np.array([1.25, 2.0, -3.5], dtype=dtype)
+    ours = getattr(fg, name)(5.576, fg.tensor(v), **kwargs)
+    theirs = getattr(torch, name)(5.576, torch.tensor(v), **kwargs)
+    assert ours.dtype == v.dtype
+    # 5.576 is not rounded to float32 first (float32 pow may differ from torch's by an ulp)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=0 if dtype == "float64"
+                               else 2e-7)
+    if not kwargs:
+        op = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+              "pow": np.power}[name]
+        assert ours.numpy().tobytes() == op(5.576, v).tobytes()
+        with fg.profile() as bill:
+            getattr(fg, name)(5.576, fg.tensor(v))
+        assert bill.bytes() == 2 * v.nbytes  # the number is free, as in t + 5.576

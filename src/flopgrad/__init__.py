@@ -8,6 +8,8 @@
 tensor([ 2., -4.])
 """
 
+import numpy as _np
+
 from flopgrad import nn, ops, shapes
 from flopgrad.autograd import (
     Function,
@@ -95,12 +97,31 @@ from flopgrad.serialization import load, save  # noqa: E402
 
 def _method_function(name: str):
     def fn(x, *args, **kwargs):
+        if name in _SCALAR_FIRST and not isinstance(x, Tensor) and args and isinstance(
+                args[0], Tensor):  # fg.add(5.576, t): the number is t + 5.576's weak scalar
+            return _SCALAR_FIRST[name](x, *args, **kwargs)
         return getattr(x if isinstance(x, Tensor) else tensor(x), name)(*args, **kwargs)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"fg.{name}(x, ...) is x.{name}(...): " + (getattr(Tensor, name).__doc__ or "")
     return fn
 
+
+def _scalar_div(a, b, rounding_mode=None):
+    if rounding_mode is None:
+        return a / b
+    return tensor(a, dtype=_np.result_type(b.dtype, a)).div(b, rounding_mode=rounding_mode)
+
+
+# a number as the first operand of a binary function, as in torch.add(5.576, t): it stays a
+# Python number (a weak scalar: the dtype and the bill of t + 5.576), not a float32 tensor
+_SCALAR_FIRST = {
+    "add": lambda a, b, alpha=1: a + (b * alpha if alpha != 1 else b),
+    "sub": lambda a, b, alpha=1: a - (b * alpha if alpha != 1 else b),
+    "mul": lambda a, b: a * b,
+    "div": _scalar_div,
+    "pow": lambda a, b: a ** b,
+}
 
 _METHODS = (
     "exp log log1p sqrt rsqrt abs sign sin cos tanh sigmoid relu erf square clamp clip "
