@@ -45,6 +45,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserW
 # per OpInfo and kind of input (sample / reference / error); OPINFO_MAX_SAMPLES=100000
 # runs every one (minutes)
 MAX_SAMPLES = int(os.environ.get("OPINFO_MAX_SAMPLES", 24))
+MAX_FLOAT32_SAMPLES = 8  # the float32 pass: a few samples per op, for dtypes above all
+FLOAT32_TOL = (1e-4, 1e-4)  # torch's float32 kernels (SDPA's) differ from float64 by ~1e-5
 MAX_REFERENCE_NUMEL = 20_000  # larger reference inputs (up to 1024 x 1024) are not run
 RTOL, ATOL = 1e-7, 1e-10
 
@@ -250,11 +252,12 @@ class Skip:
     name: str
     reason: str
     when: Callable | None = None
-    kinds: tuple = ("sample", "reference", "error")
+    kinds: tuple = ("sample", "reference", "error")  # "sample" covers the float32 pass too
     group: str = "known"  # "pending": fixed by the semantics work in tensor.py/ops.py
 
     def applies(self, name: str, kind: str, sample) -> bool:
-        return name == self.name and kind in self.kinds and (
+        kinds = self.kinds + (("float32",) if "sample" in self.kinds else ())  # same samples
+        return name == self.name and kind in kinds and (
             self.when is None or bool(self.when(sample)))
 
 
@@ -292,6 +295,7 @@ def _vector_operand(s):
     return any(isinstance(t, torch.Tensor) and t.ndim == 1 for t in (s.input, *s.args))
 
 
+DEFECT = "defect"  # a flopgrad defect found here and not fixed (too broad for this change)
 PENDING = "pending"  # fixed by the semantics work on tensor.py/ops.py (another engineer)
 LENIENT = "lenient"  # flopgrad accepts what torch refuses, by design
 TORCH = "torch"  # a torch-side quirk or something flopgrad does not model
@@ -303,6 +307,11 @@ SKIPS: list[Skip] = [
          "a double)", _number_input, ("reference",), PENDING),
     Skip("roll", "roll of a 0-d tensor along dim 0 does not raise",
          lambda s: s.input.ndim == 0, ("error",), PENDING),
+    # ---- defects found here, not fixed
+    Skip("clamp", "NumPy's promotion: an integer tensor with a float32 tensor gives float64 "
+         "(torch: float32); every binary primitive and its shape rule would need torch's rule",
+         lambda s: any(isinstance(t, torch.Tensor) and not t.is_floating_point()
+                       for t in (s.input, *s.args)), ("float32",), DEFECT),
     # ---- lenient by design
     *(Skip(name, "flopgrad's functions take Python numbers for every operand (torch's "
            "functional form needs a tensor first)", _scalar_operands, ("error",), LENIENT)
@@ -435,7 +444,8 @@ def _torch_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def check_sample(name: str, op, sample, fn: Callable, seed: int) -> bool:
+def check_sample(name: str, op, sample, fn: Callable, seed: int, tol: tuple | None = None
+                 ) -> bool:
     """Run one sample through torch and flopgrad; raise Mismatch on any difference.
     Returns whether tensor FLOPs were compared with FlopCounterMode."""
     memo: dict = {}
@@ -467,7 +477,7 @@ def check_sample(name: str, op, sample, fn: Callable, seed: int) -> bool:
     t_flat, f_flat = flatten(t_out), flatten(f_out)
     if len(t_flat) != len(f_flat):
         raise Mismatch(f"{len(f_flat)} outputs, torch {len(t_flat)}")
-    rtol, atol = TOLERANCE.get(name, (RTOL, ATOL))
+    rtol, atol = tol or TOLERANCE.get(name, (RTOL, ATOL))
     for k, (f, t) in enumerate(zip(f_flat, t_flat, strict=True)):
         _compare(f, t, f"output {k}", rtol, atol)
     if counted:
@@ -541,9 +551,13 @@ def samples_of(op, kind: str) -> list:
         return [] if op.error_inputs_func is None else _spread(list(op.error_inputs("cpu")),
                                                                 MAX_SAMPLES)
     dtype = torch.float64 if torch.float64 in op.dtypes else torch.int64  # one_hot: integers
+    if kind == "float32":
+        dtype = torch.float32 if torch.float32 in op.dtypes else dtype
     grad = op.supports_autograd and key(op) not in NO_GRAD_REFERENCES and dtype.is_floating_point
-    if kind == "sample":
+    if kind in ("sample", "float32"):
         items = op.sample_inputs("cpu", dtype, requires_grad=grad)
+        if kind == "float32":
+            return [_leaves(s) for s in _spread(list(items), MAX_FLOAT32_SAMPLES)]
     elif op.reference_inputs_func is None:  # its reference inputs are its samples
         return []
     else:
@@ -594,7 +608,8 @@ def run(name: str, op, kind: str, check_skips: bool = False) -> tuple[Counter, l
         try:
             if kind == "error":
                 check_error(op, item, fn)
-            elif check_sample(name, op, sample, fn, seed=i):
+            elif check_sample(name, op, sample, fn, seed=i,
+                              tol=FLOAT32_TOL if kind == "float32" else None):
                 counts["FLOPs compared with FlopCounterMode"] += 1
         except Exception as err:  # reported, never swallowed: the test fails with all of them
             if reason is not None:
@@ -657,6 +672,12 @@ def test_error_inputs(op):
     _check(op, "error")
 
 
+@pytest.mark.parametrize("op", _params("float32"))
+def test_float32_samples(op):
+    """The samples again in float32 (fewer, looser tolerance): dtypes must stay float32."""
+    _check(op, "float32")
+
+
 def _check(op, kind):
     counts, failures = run(key(op), op, kind)
     if failures:
@@ -668,7 +689,7 @@ def _check(op, kind):
 
 def main() -> None:  # pragma: no cover - a report, run by hand
     check = os.environ.get("OPINFO_CHECK_SKIPS") == "1"
-    total: dict = {kind: Counter() for kind in ("sample", "reference", "error")}
+    total: dict = {kind: Counter() for kind in ("sample", "reference", "error", "float32")}
     only = os.environ.get("OPINFO_ONLY")
     for op in OPS:
         if only and key(op) not in only.split(","):
