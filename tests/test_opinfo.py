@@ -283,10 +283,6 @@ def _has_nan(s):
     return bool(s.input.isnan().any())
 
 
-def _number_input(s):
-    return isinstance(s.input, int | float)
-
-
 def _numbers_only(s):
     return all(isinstance(v, int | float) for v in (s.input, *s.args))
 
@@ -303,8 +299,6 @@ UNSUPPORTED = "unsupported"  # a feature flopgrad does not have (it raises a cle
 
 SKIPS: list[Skip] = [
     # ---- pending: fixed by the semantics work in tensor.py / ops.py
-    Skip("add", "fg.add(number, tensor) rounds the number to float32 first (torch keeps it "
-         "a double)", _number_input, ("reference",), PENDING),
     Skip("roll", "roll of a 0-d tensor along dim 0 does not raise",
          lambda s: s.input.ndim == 0, ("error",), PENDING),
     # ---- defects found here, not fixed
