@@ -298,14 +298,6 @@ TORCH = "torch"  # a torch-side quirk or something flopgrad does not model
 UNSUPPORTED = "unsupported"  # a feature flopgrad does not have (it raises a clear error)
 
 SKIPS: list[Skip] = [
-    # ---- pending: fixed by the semantics work in tensor.py / ops.py
-    Skip("roll", "roll of a 0-d tensor along dim 0 does not raise",
-         lambda s: s.input.ndim == 0, ("error",), PENDING),
-    # ---- defects found here, not fixed
-    Skip("clamp", "NumPy's promotion: an integer tensor with a float32 tensor gives float64 "
-         "(torch: float32); every binary primitive and its shape rule would need torch's rule",
-         lambda s: any(isinstance(t, torch.Tensor) and not t.is_floating_point()
-                       for t in (s.input, *s.args)), ("float32",), DEFECT),
     # ---- lenient by design
     *(Skip(name, "flopgrad's functions take Python numbers for every operand (torch's "
            "functional form needs a tensor first)", _scalar_operands, ("error",), LENIENT)

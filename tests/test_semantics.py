@@ -622,3 +622,11 @@ def test_a_number_first_is_exact_like_the_operator(name, kwargs, dtype):
         with fg.profile() as bill:
             getattr(fg, name)(5.576, fg.tensor(v))
         assert bill.bytes() == 2 * v.nbytes  # the number is free, as in t + 5.576
+
+
+def test_roll_of_a_0d_tensor_along_a_dim_raises_like_torch():
+    with pytest.raises(IndexError):
+        torch.tensor(1.0).roll(1, 0)
+    with pytest.raises(IndexError, match="no dimensions"):
+        fg.tensor(1.0).roll(1, 0)
+    assert fg.tensor(1.0).roll(1).item() == torch.tensor(1.0).roll(1).item()

@@ -46,6 +46,57 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
+_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # PyTorch's categories: bool < int < float
+_F32 = np.dtype(np.float32)
+_SCALAR_DTYPES = (np.dtype(np.bool_), np.dtype(np.int64), _F32, np.dtype(np.complex64))
+
+
+def _operand(x) -> tuple[np.dtype, int]:
+    """(dtype, priority) of an operand: 2 a tensor with dims, 1 a 0-d tensor, 0 a number
+    (its category's default dtype: int64, float32)."""
+    if isinstance(x, np.ndarray | MetaArray):
+        return x.dtype, 2 if x.ndim else 1
+    if isinstance(x, bool | np.bool_):
+        return _SCALAR_DTYPES[0], 0
+    if isinstance(x, int | np.integer):
+        return _SCALAR_DTYPES[1], 0
+    if isinstance(x, float | np.floating):
+        return _F32, 0
+    return _SCALAR_DTYPES[3], 0
+
+
+def result_type(*operands, true_divide: bool = False) -> np.dtype:
+    """PyTorch's result dtype: the highest category (bool < int < float) decides; within it,
+    tensors with dims outrank 0-d tensors, which outrank Python numbers (float32 for a float,
+    int64 for an int); mixed int and float take the float's dtype (NumPy would give float64).
+    True division of integers gives float32.
+
+    >>> import numpy as np
+    >>> from flopgrad.backend import result_type
+    >>> result_type(np.ones(2, np.int64), np.ones(2, np.float32)), result_type(np.ones(2, int), 2.5)
+    (dtype('float32'), dtype('float32'))
+    """
+    result, rank = None, -1
+    for priority in (2, 1, 0):
+        group = None
+        for x in operands:
+            dtype, p = _operand(x)
+            if p != priority:
+                continue
+            if group is None or _RANK[dtype.kind] > _RANK[group.kind]:
+                group = dtype
+            elif _RANK[dtype.kind] == _RANK[group.kind]:
+                group = np.promote_types(group, dtype)
+        if group is not None and _RANK[group.kind] > rank:
+            result, rank = group, _RANK[group.kind]
+    if true_divide and rank < 2:
+        return _F32
+    if rank == 3 and result.itemsize < 16 and any(  # a complex number with float64 tensors
+            _operand(x)[0].itemsize == 8 and _operand(x)[0].kind == "f" for x in operands):
+        return np.dtype(np.complex128)
+    return result
+
+
 def _c_strides(shape: tuple, itemsize: int) -> tuple:
     strides = []
     acc = itemsize

@@ -28,7 +28,7 @@ from scipy import special
 from flopgrad import blas
 from flopgrad import dispatch as D
 from flopgrad import shapes as S
-from flopgrad.backend import zeros_like
+from flopgrad.backend import result_type, zeros_like
 
 REGISTRY: dict[str, Op] = {}
 
@@ -89,20 +89,60 @@ def _tadd(*terms):
 
 # ---------------------------------------------------------------- elementwise binary
 
+_ND = np.ndarray
+
+
+def _numpy_agrees(a, b) -> bool:
+    """Whether NumPy's result dtype is PyTorch's in the common cases, checked cheaply: arrays
+    of one dtype, or a float array with a Python number."""
+    ta, tb = type(a), type(b)
+    if ta is _ND:
+        if tb is _ND:
+            return a.dtype is b.dtype
+        return (tb is float or tb is int) and a.dtype.kind == "f"
+    return tb is _ND and (ta is float or ta is int) and b.dtype.kind == "f"
+
+
+def _torch_dtype(*xs, true_divide: bool = False) -> tuple:
+    """The operands cast to PyTorch's result dtype (numbers stay numbers)."""
+    want = result_type(*xs, true_divide=true_divide)
+    return tuple(x.astype(want) if type(x) is _ND and x.dtype != want else x for x in xs)
+
+
+def _in_torch_dtype(fn, true_divide: bool = False):
+    """fn(a, b) computed in PyTorch's result dtype: NumPy makes int64 with float32 float64,
+    an int tensor times 2.5 float64 and int / int float64; PyTorch float32. The common cases
+    are checked inline: this runs for every add and multiply."""
+    def forward(a, b):
+        if type(a) is _ND:
+            tb = type(b)
+            if tb is _ND:
+                if a.dtype is b.dtype and (not true_divide or a.dtype.kind == "f"):
+                    return fn(a, b)
+            elif (tb is float or tb is int) and a.dtype.kind == "f":
+                return fn(a, b)
+        elif type(b) is _ND and (type(a) is float or type(a) is int) and b.dtype.kind == "f":
+            return fn(a, b)
+        a, b = _torch_dtype(a, b, true_divide=true_divide)
+        return fn(a, b)
+    forward.__name__ = getattr(fn, "__name__", "forward")
+    return forward
+
+
 ADD = prim(
-    "add", np.add, uses=((), ()), cost=_ew(),
+    "add", _in_torch_dtype(np.add), uses=((), ()), cost=_ew(),
     vjp=lambda n, g, i: g,
     jvp=lambda p, t: _tadd(t[0], t[1]),
     meta=S.binary,
 )
 SUB = prim(
-    "sub", np.subtract, uses=((), ()), cost=_ew(),
+    "sub", _in_torch_dtype(np.subtract), uses=((), ()), cost=_ew(),
     vjp=lambda n, g, i: g if i == 0 else -g,
     jvp=lambda p, t: _tadd(t[0], None if t[1] is None else -t[1]),
     meta=S.binary,
 )
 MUL = prim(
-    "mul", np.multiply, uses=((1,), (0,)), cost=_ew(),
+    "mul", _in_torch_dtype(np.multiply), uses=((1,), (0,)), cost=_ew(),
     vjp=lambda n, g, i: g * n.saved[1 - i],
     jvp=lambda p, t: _tadd(
         None if t[0] is None else t[0] * p.saved[1],
@@ -117,7 +157,7 @@ def _div_jvp(p, t):
 
 
 DIV = prim(
-    "div", np.true_divide, uses=((1,), (0, 1)), cost=_ew(),
+    "div", _in_torch_dtype(np.true_divide, true_divide=True), uses=((1,), (0, 1)), cost=_ew(),
     vjp=lambda n, g, i: g / n.saved[1] if i == 0 else -g * n.saved[0] / (n.saved[1] * n.saved[1]),
     jvp=_div_jvp,
     meta=S.true_divide,
@@ -129,6 +169,8 @@ def _div_round_fwd(a, b, mode):
     division NumPy and PyTorch share (through fmod, exact for a quotient that rounds); an
     integer quotient stays an integer, and an integer division by zero raises, as in
     PyTorch."""
+    if not _numpy_agrees(a, b):
+        a, b = _torch_dtype(a, b)
     a_, b_ = np.asarray(a), np.asarray(b)
     if np.result_type(a, b).kind in "iub":
         if (b_ == 0).any():
@@ -198,8 +240,8 @@ def _pow_jvp(p, t):
     return _tadd(tx, ty)
 
 
-POW = prim("pow", np.power, uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1), vjp=_pow_vjp, jvp=_pow_jvp,
-           meta=S.binary)
+POW = prim("pow", _in_torch_dtype(np.power), uses=((0, 1), (0, 1, -1)), cost=_ew(1, 1),
+           vjp=_pow_vjp, jvp=_pow_jvp, meta=S.binary)
 
 
 def _ties(n, i):
@@ -219,9 +261,9 @@ def _minmax_vjp(n, g, i):
     return g * _ties(n, i)
 
 
-MAXIMUM = prim("maximum", np.maximum, uses=((0, 1), (0, 1)), cost=_ew(),
+MAXIMUM = prim("maximum", _in_torch_dtype(np.maximum), uses=((0, 1), (0, 1)), cost=_ew(),
                vjp=_minmax_vjp, jvp=_minmax_jvp, meta=S.binary)
-MINIMUM = prim("minimum", np.minimum, uses=((0, 1), (0, 1)), cost=_ew(),
+MINIMUM = prim("minimum", _in_torch_dtype(np.minimum), uses=((0, 1), (0, 1)), cost=_ew(),
                vjp=_minmax_vjp, jvp=_minmax_jvp, meta=S.binary)
 
 
@@ -249,6 +291,8 @@ SIGN = prim("sign", _sign_fwd, cost=_ew(),
 
 
 def _where_fwd(c, x, y):
+    if not _numpy_agrees(x, y) and not (type(x) is float and type(y) is float):
+        x, y = _torch_dtype(x, y)
     if type(c) is np.ndarray and c.dtype == np.bool_:
         if type(x) is float and x == 0 and _same_float_array(y, c):
             return _select_or_zero(y, c, where=False)
@@ -322,8 +366,21 @@ DIV_ = prim("div_", lambda a, b: np.true_divide(a, b, out=a), cost=_ew(), inplac
 
 # ---------------------------------------------------------------- elementwise unary
 
+def _floating(fn):
+    """fn of a float array; integers and bools are computed in float32, as in PyTorch (NumPy
+    gives float64, or float16 for bools)."""
+    def forward(x, *params):
+        if x.dtype.kind not in "fc":
+            x = x.astype(np.float32)
+        return fn(x, *params)
+    forward.__name__ = getattr(fn, "__name__", "forward")
+    return forward
+
+
 def _unary(name, fwd, uses, deriv, transcendental=0, k=1, meta=None):
     """A unary op whose vjp and jvp both multiply by the local derivative `deriv(node)`."""
+    if meta is S.floating:
+        fwd = _floating(fwd)
     return prim(
         name, fwd, uses=(uses,), cost=_ew(k, transcendental),
         vjp=lambda n, g, i: g * deriv(n),
@@ -611,6 +668,8 @@ GELU_GRAD = prim(
 
 def _pow_scalar_fwd(x, e):
     if x.dtype.kind != "f":
+        if type(e) is float:  # an integer tensor to a float power is float32 in PyTorch
+            return _pow_scalar_fwd(x.astype(np.float32), e)
         return np.power(x, e)
     # the exponents PyTorch's pow kernel special-cases, computed the same way (np.power on
     # a float exponent is ~50x slower than a multiply)
@@ -689,6 +748,9 @@ CLAMP = prim(
 # with PyTorch's gradient (clamp_backward_min_max): x gets it where lo <= x <= hi (bounds
 # included, unlike maximum's half at a tie), lo where x < lo < hi, hi where x > hi or hi < lo
 def _clamp_t_fwd(x, lo, hi):
+    given = [v for v in (x, lo, hi) if v is not None]
+    if any(type(v) is _ND and v.dtype != x.dtype for v in given):
+        x, lo, hi = (None if v is None else v.astype(result_type(*given)) for v in (x, lo, hi))
     out = x if lo is None else np.maximum(x, lo)
     return out if hi is None else np.minimum(out, hi)
 

@@ -20,6 +20,7 @@ from flopgrad.backend import (
     basic_index,
     broadcast_shapes,
     nocopy_reshape,
+    result_type,
 )
 
 
@@ -43,12 +44,13 @@ def _broadcast(*args) -> tuple:
 
 
 def _float_result(dtype) -> np.dtype:
+    """The dtype of a floating op's result: integers and bools give float32, as in PyTorch."""
     dtype = np.dtype(dtype)
-    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
+    return dtype if dtype.kind in "fc" else np.dtype(np.float32)
 
 
 def binary(a, b):
-    return _new(_broadcast(a, b), np.result_type(_dt(a), _dt(b)))
+    return _new(_broadcast(a, b), result_type(a, b))
 
 
 def binary_params(a, b, *params):
@@ -56,7 +58,7 @@ def binary_params(a, b, *params):
 
 
 def true_divide(a, b):
-    return _new(_broadcast(a, b), _float_result(np.result_type(_dt(a), _dt(b))))
+    return _new(_broadcast(a, b), result_type(a, b, true_divide=True))
 
 
 def compare(a, b):
@@ -81,16 +83,16 @@ def cross_entropy(x, target, reduction):
 
 
 def where(c, x, y):
-    return _new(_broadcast(c, x, y), np.result_type(_dt(x), _dt(y)))
+    return _new(_broadcast(c, x, y), result_type(x, y))
 
 
 def clamp_tensor(x, lo, hi):
     given = [a for a in (x, lo, hi) if a is not None]
-    return _new(_broadcast(*given), np.result_type(*(_dt(a) for a in given)))
+    return _new(_broadcast(*given), result_type(*given))
 
 
 def pow_scalar(x, e):
-    return _new(x.shape, np.result_type(x.dtype, e))
+    return _new(x.shape, result_type(x, e))
 
 
 def cast(x, dtype, from_dtype):

@@ -1438,9 +1438,10 @@ class Tensor:
         if len(shifts) != len(dims):
             raise ValueError(f"roll: shifts and dims must pair up, got {len(shifts)} shifts "
                              f"{shifts} and {len(dims)} dims {dims}")
+        if self.ndim == 0:  # torch: a 0-d tensor has no dim to roll along (dims=None is fine)
+            raise IndexError(f"roll: dimension specified as {dims[0]} but the tensor has no "
+                             "dimensions")
         dims = tuple(_wrap(d, self.ndim, "roll") for d in dims)
-        if self.ndim == 0:
-            return self.reshape(1).roll(shifts, 0).reshape(())
         return apply(O.ROLL, (self,), (shifts, dims))
 
     def split(self, split_size_or_sections, dim: int = 0):
