@@ -326,7 +326,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
             if g._data.dtype is not dtype and g._data.dtype != dtype and dtype.kind in "fc":
                 g = entry[1] = apply(O.CAST, (g,), (dtype, g._data.dtype))
             if accumulate:
-                _accumulate(t, g, create_graph, handed_out)
+                _accumulate(t, g, create_graph, handed_out, billing)
     finally:
         mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of = saved_state
     return found
@@ -358,12 +358,13 @@ def _useful(order: list, target_ids: set, target_nodes: dict) -> dict:
     return useful
 
 
-def _accumulate(t: Tensor, g: Tensor, create_graph: bool, handed_out: set) -> None:
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, handed_out: set,
+                billing: bool) -> None:
     if t.grad is None:
         t.grad = g if create_graph else _own(g, handed_out)
     else:
         t.grad = t.grad + g
-    if _mode().listeners:
+    if billing:
         track_alloc(t.grad._data, "gradients")
 
 

@@ -52,12 +52,19 @@ class scope(override):
         if not isinstance(name, str) or not name:
             raise ValueError(f"scope: name must be a non-empty string, got {name!r}")
         self.name = name
-        super().__init__(scope=name)
+        self.fields, self._saved = {"scope": name}, []
 
+    # override's enter and exit, for the one field (every module call runs them)
     def __enter__(self):
-        outer = mode().scope
-        self.fields["scope"] = f"{outer}.{self.name}" if outer else self.name
-        return super().__enter__()
+        m = mode()
+        outer = m.scope
+        self._saved.append((m, outer))
+        m.scope = f"{outer}.{self.name}" if outer else self.name
+        return self
+
+    def __exit__(self, *exc):
+        m, m.scope = self._saved.pop()
+        return False
 
     def _fresh(self) -> scope:
         return scope(self.name)
@@ -79,7 +86,17 @@ class phase(override):
         if name not in PHASES:
             raise ValueError(f"phase: {name!r} is not one of {PHASES}")
         self.name = name
-        super().__init__(phase=name)
+        self.fields, self._saved = {"phase": name}, []
+
+    def __enter__(self):  # override's, for the one field (every optimizer step runs it)
+        m = mode()
+        self._saved.append((m, m.phase))
+        m.phase = self.name
+        return self
+
+    def __exit__(self, *exc):
+        m, m.phase = self._saved.pop()
+        return False
 
 
 def _user_frame() -> tuple | None:
