@@ -25,6 +25,8 @@ PHASES = ("forward", "backward", "recompute", "optimizer")
 # what a live array is, for the memory breakdown; "activations" is every other array an op
 # or a factory made (of which the part saved for backward is saved_bytes' share)
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations")
+_CATEGORY_INDEX = {c: k for k, c in enumerate(CATEGORIES)}
+_PARAMETERS, _ACTIVATIONS = 0, 3
 ROLES = ("weight", "input")
 KINDS = ("all", "tensor", "other")
 
@@ -118,6 +120,9 @@ def _buffer(arr):
     return arr
 
 
+_parameter_type = None  # nn.Parameter: defined above this module, set when a ledger starts
+
+
 class _Tracked(weakref.ref):
     """A weak reference to a live array with its size and memory category."""
 
@@ -146,9 +151,9 @@ class Ledger:
         self.peak_bytes = 0
         self.saved_bytes = 0
         self.saved_bytes_peak = 0
-        self.live_by = dict.fromkeys(CATEGORIES, 0)  # live bytes per category
-        self.peak_by = dict.fromkeys(CATEGORIES, 0)  # each category's own peak
-        self.at_peak = dict.fromkeys(CATEGORIES, 0)  # the breakdown when live bytes peaked
+        self._live = [0] * len(CATEGORIES)  # live bytes per category (CATEGORIES' order)
+        self._peak_by = [0] * len(CATEGORIES)  # each category's own peak
+        self._at_peak = [0] * len(CATEGORIES)  # the breakdown when live bytes peaked
         self.saved_at_peak = 0
         self.timeline: list[tuple[int, int, int]] = []  # (time ns, live bytes, saved bytes)
         self._saved_raw: list[tuple] = []
@@ -160,6 +165,8 @@ class Ledger:
 
     # ------------------------------------------------------------ listening
     def start(self) -> None:
+        global _parameter_type
+        _parameter_type = dispatch.Parameter
         self.active = True
         self.t0 = perf_counter_ns()
         m = mode()
@@ -177,14 +184,21 @@ class Ledger:
         # transposed array)
         copied = op.view and not shares_buffer(out, arrays[0])
         skipped = ()
-        if phase_ == "forward" and mode_.grad_enabled and op.vjp is not None:
-            needs = [isinstance(a, dispatch.Tensor) and a.requires_grad for a in args]
-            if any(needs):
-                skipped = tuple(i for i, a in enumerate(args)
-                                if isinstance(a, dispatch.Tensor) and not needs[i])
-                for a, need in zip(args, needs, strict=True):
-                    if need and a._node is None:
-                        self.leaves[id(a)] = a._data.size
+        if phase_ == "forward":
+            if mode_.grad_enabled and op.vjp is not None:
+                needs = [isinstance(a, dispatch.Tensor) and a.requires_grad for a in args]
+                if any(needs):
+                    skipped = tuple(i for i, a in enumerate(args)
+                                    if isinstance(a, dispatch.Tensor) and not needs[i])
+                    for a, need in zip(args, needs, strict=True):
+                        if need and a._node is None:
+                            self.leaves[id(a)] = a._data.size
+                            if self.memory and type(a) is _parameter_type:
+                                self._touch_parameter(a._data)
+            elif self.memory:
+                for a in args:
+                    if type(a) is _parameter_type:
+                        self._touch_parameter(a._data)
         shapes, itemsizes = [], []
         for a in arrays:
             if isinstance(a, _ARRAYS):
@@ -199,14 +213,15 @@ class Ledger:
             self.events.append(ev)
         else:
             self._aggregate(ev)
-        if self.memory:
-            for a in args:  # parameters touched inside the profile count from then on
-                if type(a) is dispatch.Parameter:
-                    ref = self._alive.get(id(a._data))
-                    if ref is None or ref.category != "parameters":
-                        self.on_alloc(a._data, "parameters")
-            if not (op.view or op.inplace) or copied:
-                self.on_alloc(out)
+        if self.memory and (not (op.view or op.inplace) or copied):
+            self._track_new(out, _ACTIVATIONS)
+
+    def _touch_parameter(self, arr) -> None:
+        """A parameter used in the forward pass counts from then on (made before the profile,
+        or made inside it as an activation)."""
+        ref = self._alive.get(id(arr))
+        if ref is None or ref.category != _PARAMETERS:
+            self.on_alloc(arr, "parameters")
 
     def _aggregate(self, ev: tuple) -> None:
         # keyed by everything a query reads, params by the cost they give (index arrays and
@@ -230,36 +245,46 @@ class Ledger:
         (an op's output that becomes a .grad is a gradient from then on)."""
         if not self.memory or not isinstance(arr, _ARRAYS):
             return
+        k = _CATEGORY_INDEX[category]
         ref = self._alive.get(id(arr))
-        if ref is not None:
-            if category != ref.category and category != "activations":
-                self.live_by[ref.category] -= ref.nbytes
-                self._add_live(category, ref.nbytes)
-                ref.category = category
-            return
+        if ref is None:
+            self._track_new(arr, k)
+        elif k != ref.category and k != _ACTIVATIONS:
+            self._live[ref.category] -= ref.nbytes
+            ref.category = k
+            live = self._live[k] = self._live[k] + ref.nbytes
+            if live > self._peak_by[k]:
+                self._peak_by[k] = live
+
+    def _track_new(self, arr, k: int) -> None:
+        """Track an array not seen before, in category k (every op's output comes here)."""
         n = arr.nbytes
         ref = _Tracked(arr, self._free)  # half the cost of weakref.finalize
-        ref.key, ref.nbytes, ref.category = id(arr), n, category
+        ref.key, ref.nbytes, ref.category = id(arr), n, k
         self._alive[ref.key] = ref
+        cats = self._live
+        live = cats[k] = cats[k] + n
+        if live > self._peak_by[k]:
+            self._peak_by[k] = live
         self.live_bytes += n
-        self._add_live(category, n)
         if self.live_bytes > self.peak_bytes:
             self.peak_bytes = self.live_bytes
-            self.at_peak = dict(self.live_by)
+            self._at_peak = cats[:]
             self.saved_at_peak = self.saved_bytes
-        self._mark()
-
-    def _add_live(self, category: str, n: int) -> None:
-        live = self.live_by[category] = self.live_by[category] + n
-        if live > self.peak_by[category]:
-            self.peak_by[category] = live
+        if self.keep_events:
+            self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
 
     def _free(self, ref: _Tracked) -> None:
         self._alive.pop(ref.key, None)
         if self.active:
             self.live_bytes -= ref.nbytes
-            self.live_by[ref.category] -= ref.nbytes
+            self._live[ref.category] -= ref.nbytes
             self._mark()
+
+    @property
+    def at_peak(self) -> dict:
+        """Live bytes by category at the moment live bytes peaked."""
+        return dict(zip(CATEGORIES, self._at_peak, strict=True))
 
     def _mark(self) -> None:
         if self.keep_events:
@@ -282,9 +307,10 @@ class Ledger:
         >>> m["parameters"], m["gradients"], m["optimizer_state"]
         (1024, 1024, 2048)
         """
-        return {"peak_bytes": self.peak_bytes, "at_peak": dict(self.at_peak),
-                "saved_at_peak": self.saved_at_peak, "peak_by_category": dict(self.peak_by),
-                "live": dict(self.live_by)}
+        return {"peak_bytes": self.peak_bytes, "at_peak": self.at_peak,
+                "saved_at_peak": self.saved_at_peak,
+                "peak_by_category": dict(zip(CATEGORIES, self._peak_by, strict=True)),
+                "live": dict(zip(CATEGORIES, self._live, strict=True))}
 
     def on_saved(self, node) -> None:
         if not self.memory:
