@@ -181,3 +181,9 @@ def test_bill_cli_prints_the_measured_memory(capsys):
     from flopgrad.report import human_bytes
     assert f"weights {human_bytes(n)}, gradients {human_bytes(n)}, AdamW state " \
            f"{human_bytes(2 * n)}" in line
+
+
+@pytest.mark.parametrize("kwargs", [{"events": "no"}, {"memory": None}, {"events": 2}])
+def test_profile_options_must_be_booleans(kwargs):
+    with pytest.raises(TypeError, match="True or False"):
+        fg.profile(**kwargs)

@@ -503,7 +503,10 @@ class profile:
     """
 
     def __init__(self, memory: bool = True, events: bool = True):
-        self.bill = Bill(memory=memory, events=events)
+        for name, value in (("memory", memory), ("events", events)):
+            if not isinstance(value, bool | int) or value not in (0, 1):
+                raise TypeError(f"profile: {name} must be True or False, got {value!r}")
+        self.bill = Bill(memory=bool(memory), events=bool(events))
 
     def __enter__(self) -> Bill:
         self.bill.start()
