@@ -630,3 +630,22 @@ def test_roll_of_a_0d_tensor_along_a_dim_raises_like_torch():
     with pytest.raises(IndexError, match="no dimensions"):
         fg.tensor(1.0).roll(1, 0)
     assert fg.tensor(1.0).roll(1).item() == torch.tensor(1.0).roll(1).item()
+
+
+def test_a_0d_true_mask_adds_a_dim_like_torch_and_false_is_a_clear_error():
+    x = fg.ones(3, requires_grad=True)
+    y = x[fg.tensor(True)]
+    assert y.shape == tuple(torch.ones(3)[torch.tensor(True)].shape) == (1, 3)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones(3, np.float32))
+    with pytest.raises(IndexError, match="0-d False mask"):
+        x[fg.tensor(False)]
+
+
+def test_arange_against_its_step_raises_like_torch():
+    with pytest.raises(RuntimeError):
+        torch.arange(0, 5, -1)
+    with pytest.raises(ValueError, match="inconsistent with the sign of step"):
+        fg.arange(0, 5, -1)
+    assert fg.arange(5, 0, -2).tolist() == torch.arange(5, 0, -2).tolist()
+    assert fg.arange(3, 3).tolist() == []

@@ -172,6 +172,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False,
         start, end = 0, start
     if step == 0:
         raise ValueError(f"arange: step must be nonzero, got {step!r}")
+    if (end - start) * step < 0:  # torch refuses a range that runs against its step
+        raise ValueError(f"arange: start {start!r} and end {end!r} are inconsistent with the "
+                         f"sign of step {step!r}")
     if dtype is None:
         ints = all(isinstance(v, int) for v in (start, end, step))
         dtype = np.int64 if ints else np.float32

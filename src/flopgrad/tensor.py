@@ -1623,6 +1623,12 @@ def _index_arg(idx, shape: tuple | None = None):
                 raise no_data("boolean-mask indexing (its result's shape depends on the data)")
             out.append(i)
             continue
+        if isinstance(i, np.ndarray) and i.dtype == np.bool_ and not i.ndim:
+            if not i:  # torch gives an empty (0, ...) tensor; no view of the input says that
+                raise IndexError("indexing with a 0-d False mask is not supported; use "
+                                 "x[None][:0] for the empty result")
+            out.append(None)  # a 0-d True mask adds a dim of size 1, as in torch
+            continue
         if isinstance(i, np.ndarray) and i.dtype == np.bool_:
             if shape is not None and i.ndim:
                 _check_mask(i, _mask_start(idx, k, len(shape)), shape)
