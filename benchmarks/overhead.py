@@ -2,7 +2,9 @@
 
 Prints microseconds per op (3 ops: mul, add, sum; forward and backward together) for
 flopgrad, PyTorch eager and hand-written NumPy, all measured in this one run, and the
-ratios. Target (issue 2): flopgrad <= 0.5x PyTorch's per-op time.
+ratios. Two variants: "reset" sets x.grad = None after each backward; "accumulate" lets
+the gradient add into x.grad across calls (PyTorch is faster there: it accumulates in
+place). Target (issue 2, issue 10): flopgrad <= 0.5x PyTorch's per-op time in both.
 
     python benchmarks/overhead.py [--repeat 7] [--number 20000]
 """
@@ -26,6 +28,10 @@ def flopgrad_step(x):
     x.grad = None
 
 
+def flopgrad_accumulate(x):
+    (x * 2 + 1).sum().backward()
+
+
 def numpy_step(x):
     y = (x * 2 + 1).sum()  # forward
     g = np.ones_like(x)  # d sum / d (x*2+1), broadcast of dy = 1
@@ -46,6 +52,8 @@ def main() -> None:
     rows = []
     x = fg.rand(10, requires_grad=True)
     rows.append(("flopgrad", best_us_per_op(flopgrad_step, x, args.repeat, args.number)))
+    rows.append(("flopgrad accumulate",
+                 best_us_per_op(flopgrad_accumulate, x, args.repeat, args.number)))
     rows.append(("numpy (hand-written)", best_us_per_op(numpy_step, np.random.rand(10).astype(
         np.float32), args.repeat, args.number)))
     try:
@@ -59,17 +67,24 @@ def main() -> None:
             y.backward()
             t.grad = None
 
+        def torch_accumulate(t):
+            (t * 2 + 1).sum().backward()
+
         rows.append(("pytorch eager", best_us_per_op(torch_step, tx, args.repeat, args.number)))
+        rows.append(("pytorch accumulate",
+                     best_us_per_op(torch_accumulate, tx, args.repeat, args.number)))
     except ImportError:
         print("torch not installed: PyTorch column skipped")
     print(f"BLAS: {blas_info()}")
-    print(f"{'implementation':<22}{'us/op':>10}")
+    print(f"{'implementation':<24}{'us/op':>10}")
     for name, us in rows:
-        print(f"{name:<22}{us:>10.2f}")
+        print(f"{name:<24}{us:>10.2f}")
     times = dict(rows)
     if "pytorch eager" in times:
         print(f"flopgrad / pytorch = {times['flopgrad'] / times['pytorch eager']:.2f}x "
               "(target <= 0.5x)")
+        print(f"accumulate: flopgrad / pytorch = "
+              f"{times['flopgrad accumulate'] / times['pytorch accumulate']:.2f}x (target <= 0.5x)")
     print(f"flopgrad / numpy   = {times['flopgrad'] / times['numpy (hand-written)']:.2f}x")
 
 
