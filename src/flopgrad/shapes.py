@@ -154,13 +154,13 @@ def matmul(a, b):
 
 
 def transposed_gemm(m: int, n: int, a_dtype, b_dtype) -> bool:
-    """Whether ops._gemm computes an (m, n) product as (b.T @ a.T) into Fortran order."""
+    """Whether kernels.gemm computes an (m, n) product as (b.T @ a.T) into Fortran order."""
     return m < n and a_dtype == b_dtype
 
 
 def _gemm(m, n, a_dtype, b_dtype) -> MetaArray:
     dtype = np.result_type(a_dtype, b_dtype)
-    if transposed_gemm(m, n, a_dtype, b_dtype):  # Fortran order, as ops._gemm returns
+    if transposed_gemm(m, n, a_dtype, b_dtype):  # Fortran order, as kernels.gemm returns
         return MetaArray((m, n), dtype, strides=(dtype.itemsize, max(m, 1) * dtype.itemsize))
     return _new((m, n), dtype)
 
@@ -223,18 +223,33 @@ def permute(x, axes):
     return x.view_of(tuple(x.shape[d] for d in axes), tuple(x.strides[d] for d in axes))
 
 
-def expand(x, shape):
-    lead = len(shape) - x.ndim
+def broadcast_strides(shape: tuple, strides: tuple, target: tuple) -> tuple | None:
+    """The strides of a (shape, strides) array broadcast to `target` (0 along new and size-1
+    dims), or None when it does not broadcast.
+
+    >>> broadcast_strides((3, 1), (8, 8), (2, 3, 4))
+    (0, 8, 0)
+    """
+    lead = len(target) - len(shape)
     if lead < 0:
-        raise ValueError(f"cannot broadcast {x.shape} to {shape}")
-    strides = [0] * lead
-    for n_in, st, n_out in zip(x.shape, x.strides, shape[lead:], strict=True):
+        return None
+    out = [0] * lead
+    for n_in, stride, n_out in zip(shape, strides, target[lead:], strict=True):
         if n_in == n_out:
-            strides.append(st)
+            out.append(stride)
         elif n_in == 1:
-            strides.append(0)
+            out.append(0)
         else:
-            raise ValueError(f"operands could not be broadcast together: {x.shape} to {shape}")
+            return None
+    return tuple(out)
+
+
+def expand(x, shape):
+    strides = broadcast_strides(x.shape, x.strides, shape)
+    if strides is None:
+        if len(shape) < x.ndim:
+            raise ValueError(f"cannot broadcast {x.shape} to {shape}")
+        raise ValueError(f"operands could not be broadcast together: {x.shape} to {shape}")
     return x.view_of(shape, strides, writeable=False)
 
 
