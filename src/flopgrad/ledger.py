@@ -14,12 +14,14 @@ import os
 import sys
 import weakref
 from time import perf_counter_ns
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from flopgrad import dispatch
 from flopgrad.backend import MetaArray, shares_buffer
 from flopgrad.dispatch import mode, override
+from flopgrad.hooks import Listener, add_listener, remove_listener
 
 PHASES = ("forward", "backward", "recompute", "optimizer")
 # what a live array is, for the memory breakdown; "activations" is every other array an op
@@ -30,9 +32,34 @@ _PARAMETERS, _ACTIVATIONS = 0, 3
 ROLES = ("weight", "input")
 KINDS = ("all", "tensor", "other")
 
-# fields of an event tuple
+
+
+class Event(NamedTuple):
+    """One executed primitive, as the ledger records it (the schema every bill view reads).
+
+    The ledger appends plain tuples in this order (building a NamedTuple per op would cost
+    the hot path); `Event._make(t)` names one, and the index constants below are these
+    fields' positions.
+    """
+
+    op: Any  # flopgrad.ops.Op
+    shapes: tuple  # input shapes (() for a number)
+    itemsizes: tuple  # input bytes per element (0 for a number)
+    out_shape: tuple
+    out_itemsize: int
+    params: tuple  # the op's static params
+    phase: str  # forward / backward / recompute / optimizer
+    role: str | None  # backward: "weight" (dW) or "input" (dX)
+    grad_of: tuple | None  # backward: (forward op name, input slot) being differentiated
+    scope: str  # dotted module path
+    start: int  # perf_counter_ns
+    end: int
+    copied: bool  # a view op that had to copy
+    skipped: tuple  # forward: input slots that needed no gradient (their dX never runs)
+
+
 OP, SHAPES, ITEMSIZES, OUT_SHAPE, OUT_ITEMSIZE, PARAMS, PHASE, ROLE, GRAD_OF, SCOPE, START, \
-    END, COPIED, SKIPPED = range(14)
+    END, COPIED, SKIPPED = range(len(Event._fields))
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _ARRAYS = (np.ndarray, MetaArray)
@@ -129,8 +156,9 @@ class _Tracked(weakref.ref):
     __slots__ = ("key", "nbytes", "category")
 
 
-class Ledger:
-    """Collects cost events from dispatch; answers FLOP, byte and memory queries.
+class Ledger(Listener):
+    """Records what dispatch runs (a listener, flopgrad.hooks): one Event per op, and with
+    memory tracking the live, peak and saved bytes. `flopgrad.report.Bill` reads it.
 
     events=False aggregates: identical events (same op, shapes, params, phase, role, scope)
     are kept once with a count, the memory timeline is not kept, and saved entries are kept
@@ -169,13 +197,11 @@ class Ledger:
         _parameter_type = dispatch.Parameter
         self.active = True
         self.t0 = perf_counter_ns()
-        m = mode()
-        m.listeners = (*m.listeners, self)
+        add_listener(self)
 
     def stop(self) -> None:
         self.active = False
-        m = mode()
-        m.listeners = tuple(x for x in m.listeners if x is not self)
+        remove_listener(self)
 
     def on_op(self, op, args, arrays, out, params, start) -> None:
         mode_ = mode()
@@ -291,22 +317,8 @@ class Ledger:
             self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
 
     def memory_breakdown(self) -> dict:
-        """Live bytes by category: at the peak, each category's own peak, and now.
-
-        Categories: parameters and their gradients, optimizer state, and activations (every
-        other array an op or a factory made; `saved_at_peak` is how much of the peak was
-        kept for backward). Arrays made before the profile count once an op touches them
-        (parameters) or the optimizer steps them (its state).
-
-        >>> import flopgrad as fg
-        >>> w = fg.nn.Parameter(fg.ones(256))          # 1 KiB, made before the profile
-        >>> opt = fg.optim.Adam([w], lr=0.1)
-        >>> with fg.profile() as bill:
-        ...     (w * w).sum().backward(); opt.step()
-        >>> m = bill.memory_breakdown()["peak_by_category"]
-        >>> m["parameters"], m["gradients"], m["optimizer_state"]
-        (1024, 1024, 2048)
-        """
+        """Live bytes by category: at the peak, each category's own peak, and now (the
+        numbers behind Bill.memory_breakdown)."""
         return {"peak_bytes": self.peak_bytes, "at_peak": self.at_peak,
                 "saved_at_peak": self.saved_at_peak,
                 "peak_by_category": dict(zip(CATEGORIES, self._peak_by, strict=True)),
@@ -390,84 +402,8 @@ class Ledger:
         return [(c[0] * k, c[1] * k, c[2] * k, c[3] * k, c[4])
                 for c, k in zip(self._costs, self.counts, strict=True)]
 
-    def _rows(self, phase=None, role=None, op=None, scope=None):
-        for ev, c in zip(self.events, self.costs(), strict=True):
-            if phase is not None and ev[PHASE] != phase:
-                continue
-            if role is not None and (ev[PHASE] not in ("backward",) or _role(ev) != role):
-                continue
-            if op is not None and attributed_op(ev) != op:
-                continue
-            if scope is not None and not (ev[SCOPE] == scope or ev[SCOPE].startswith(scope + ".")):
-                continue
-            yield ev, c
-
-    def _check(self, phase, role, kind) -> None:
-        if phase is not None and phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES} or None, got {phase!r}")
-        if role is not None and role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES} or None, got {role!r}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-    def flops(self, phase: str | None = None, role: str | None = None, kind: str = "all",
-              op: str | None = None, scope: str | None = None) -> int:
-        """FLOPs of the selected events.
-
-        phase: "forward", "backward", "recompute", "optimizer" or None (all).
-        role: "weight" (dW) or "input" (dX); backward events only.
-        kind: "all", "tensor" (matmul/conv/einsum contractions) or "other".
-        op: the op a line is billed to (for backward work, the forward op whose gradient
-        it computes). scope: a dotted scope path, matching nested scopes too.
-        """
-        self._check(phase, role, kind)
-        total = 0
-        for _, c in self._rows(phase, role, op, scope):
-            if kind == "all":
-                total += c[0] + c[1]
-            elif kind == "tensor":
-                total += c[0]
-            else:
-                total += c[1]
-        return total
-
-    def macs(self, phase: str | None = None, role: str | None = None, op: str | None = None,
-             scope: str | None = None) -> int:
-        """Multiply-accumulates of the tensor FLOPs (tensor FLOPs / 2), as fvcore/thop count."""
-        return self.flops(phase, role, "tensor", op, scope) // 2
-
-    def bytes(self, phase: str | None = None, role: str | None = None, op: str | None = None,
-              scope: str | None = None) -> int:
-        """Bytes read plus written by the selected events (views move nothing)."""
-        self._check(phase, role, "all")
-        return sum(c[3] for _, c in self._rows(phase, role, op, scope))
-
-    def transcendentals(self, phase: str | None = None, role: str | None = None,
-                        op: str | None = None, scope: str | None = None) -> int:
-        """Count of exp/log/tanh/erf/sqrt/... evaluations among the selected events."""
-        self._check(phase, role, "all")
-        return sum(c[2] for _, c in self._rows(phase, role, op, scope))
-
-    def backward_forward_ratio(self, kind: str = "all") -> float:
-        """Backward FLOPs divided by forward FLOPs."""
-        fwd = self.flops("forward", kind=kind)
-        if fwd == 0:
-            raise ValueError("backward_forward_ratio: no forward FLOPs were billed")
-        return self.flops("backward", kind=kind) / fwd
-
-    def unknown_ops(self) -> list[str]:
-        """Names of ops that declared no cost (billed as zero, flagged in every report)."""
-        return sorted({ev[OP].name for ev in self.events if ev[OP].unknown_cost})
-
-    def saved(self) -> list[dict]:
-        """Every array saved for backward: op, input/output, shape, dtype, bytes, scope, line.
-
-        `bytes` is the buffer's size the first time that buffer is saved and 0 when a later
-        node saves the same buffer again (a view is not a copy); `array_bytes` is the view's.
-        """
-        return self.saved_entries()
-
     def saved_entries(self) -> list[dict]:
+        """Every array saved for backward, as dicts (see Bill.saved)."""
         rows = [{
             "op": op, "what": what, "shape": tuple(shape), "dtype": str(dtype),
             "bytes": int(nbytes), "array_bytes": int(array_bytes), "scope": scope,
@@ -480,7 +416,8 @@ class Ledger:
         return rows
 
 
-def _role(ev) -> str:
+def role_of(ev) -> str:
+    """The role of a backward event: "weight" (dW) or "input" (dX)."""
     return ev[ROLE] or "input"
 
 

@@ -1,0 +1,117 @@
+"""The seeds' rules of thumb, checked on a bill: each measured against its folklore value,
+with the reason for any gap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flopgrad import ledger as L
+from flopgrad.report.tables import human, rows
+
+if TYPE_CHECKING:
+    from flopgrad.report.bill import Bill
+
+
+@dataclass
+
+
+class Rule:
+    """One folklore claim checked on this run.
+
+    >>> import flopgrad as fg
+    >>> print(fg.Rule("backward/forward FLOPs", 2.0, 2.0, True, "dW and dX both ran"))
+    backward/forward FLOPs: measured 2, folklore 2 (holds). dW and dX both ran
+    """
+
+    name: str
+    measured: float
+    folklore: float
+    holds: bool
+    reason: str
+
+    def __str__(self) -> str:
+        mark = "holds" if self.holds else "differs"
+        return (f"{self.name}: measured {self.measured:.4g}, folklore {self.folklore:.4g} "
+                f"({mark}). {self.reason}")
+
+
+def skipped_dx(bill: Bill) -> list[dict]:
+    """Contractions whose input needed no gradient, so backward never computed its dX.
+
+    >>> import flopgrad as fg
+    >>> W = fg.ones(4, 3, requires_grad=True)
+    >>> with fg.profile() as bill:
+    ...     (fg.ones(2, 4) @ W).sum().backward()
+    >>> bill.skipped_dx()
+    [{'op': 'matmul', 'slot': 0, 'scope': '', 'shape': (2, 4), 'flops': 48}]
+    """
+    flops: dict[tuple, int] = {}  # one entry per (op, slot, scope, shape), over all steps
+    for ev, c in zip(bill.events, bill.costs(), strict=True):
+        if ev[L.PHASE] == "forward" and ev[L.SKIPPED] and c[0]:
+            for slot in ev[L.SKIPPED]:
+                key = (ev[L.OP].name, slot, ev[L.SCOPE], ev[L.SHAPES][slot])
+                flops[key] = flops.get(key, 0) + c[0]
+    return [{"op": op, "slot": slot, "scope": scope, "shape": shape, "flops": f}
+            for (op, slot, scope, shape), f in flops.items()]
+
+
+def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> list[Rule]:
+    """Check the seeds' rules of thumb on this run, each with the reason for any gap.
+
+    >>> import flopgrad as fg
+    >>> W = fg.ones(4, 3, requires_grad=True)
+    >>> with fg.profile() as bill:
+    ...     (fg.ones(2, 4) @ W).sum().backward()
+    >>> [(r.name, r.holds) for r in bill.rules()]
+    [('share of FLOPs in matmul', True), ('backward/forward FLOPs', False)]
+    """
+    checks: list[Rule] = []
+    fwd = bill.flops("forward")
+    bwd = bill.flops("backward")
+    work = fwd + bwd + bill.flops("recompute")
+    if work:
+        tensor = (bill.flops("forward", kind="tensor") + bill.flops("backward", kind="tensor")
+                  + bill.flops("recompute", kind="tensor"))
+        share = tensor / work
+        others = sorted(
+            ((r.total - r.tensor, r.key) for r in rows(bill, "op")
+             if r.key != "(optimizer)" and r.total - r.tensor > 0), reverse=True)[:3]
+        reason = ("matmul/conv contractions are the bulk of the work"
+                  if share >= 0.9 else "elementwise and reduction ops are a large share")
+        if others:
+            reason += "; the rest is " + ", ".join(
+                f"{'bias adds in linear' if name == 'matmul' else name} {100 * f / work:.1f}%"
+                for f, name in others)
+        checks.append(Rule("share of FLOPs in matmul", share, 1.0, share >= 0.9, reason))
+    if fwd and bwd:
+        ratio = bwd / fwd
+        tfwd = bill.flops("forward", kind="tensor")
+        parts = []
+        skipped = skipped_dx(bill)
+        for s in skipped:
+            where = f" in {s['scope']}" if s["scope"] else ""
+            parts.append(f"the dX of {s['op']}{where} (input {s['slot']}, shape "
+                         f"{s['shape']}) was never computed because that input needs no "
+                         f"gradient, saving {human(s['flops'])} FLOPs")
+        if tfwd:
+            tbwd = bill.flops("backward", kind="tensor")
+            parts.append(f"matmul FLOPs alone give {tbwd / tfwd:.3f}")
+        ofwd = bill.flops("forward", kind="other")
+        if ofwd:
+            parts.append(f"elementwise/reduction ops cost "
+                         f"{bill.flops('backward', kind='other') / ofwd:.2f}x their forward "
+                         "in backward")
+        checks.append(Rule("backward/forward FLOPs", ratio, 2.0, abs(ratio - 2) <= 0.1,
+                           "; ".join(parts) if parts else "every layer computed dW and dX"))
+    if tokens:
+        n = params if params is not None else sum(bill.leaves.values())
+        if n:
+            per = (fwd + bwd) / (n * tokens)
+            gap = ("matches: 2 FLOPs per parameter forward, 4 backward" if abs(per - 6) <= 0.3
+                   else "non-matmul ops, attention's n_ctx terms, skipped dX and parameters "
+                        "used without a matmul (biases, embeddings) move it off 6")
+            checks.append(Rule("FLOPs per parameter per token", per, 6.0,
+                               abs(per - 6) <= 0.3, f"{gap} (N = {n:,}, D = {tokens:,})"))
+    return checks
+
