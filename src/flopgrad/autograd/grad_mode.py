@@ -1,0 +1,114 @@
+"""Grad mode: whether ops are recorded for backward, in this thread (as in PyTorch).
+
+no_grad, enable_grad and set_grad_enabled are context managers and decorators on top of
+flopgrad.dispatch.override; is_grad_enabled reads the mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flopgrad.dispatch import mode as _mode
+from flopgrad.dispatch import override
+
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
+
+
+class _GradMode:
+    """What no_grad, enable_grad and set_grad_enabled share: context manager and decorator,
+    each a thin use of dispatch.override (this thread's grad mode only, as in PyTorch)."""
+
+    mode = False
+
+    def __init__(self):
+        self._prev: list[bool] = []
+
+    def __enter__(self):
+        m = _mode()
+        self._prev.append(m.grad_enabled)
+        m.grad_enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode().grad_enabled = self._prev.pop()
+        return False
+
+    def __call__(self, fn: Callable) -> Callable:
+        return override(grad_enabled=self.mode)(fn)
+
+
+class _FixedMode(_GradMode):
+    """no_grad and enable_grad take no arguments, so they also work bare: `@fg.no_grad`."""
+
+    def __new__(cls, *args):
+        if len(args) == 1 and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
+
+class no_grad(_FixedMode):
+    """Run without recording a graph (ops are still billed). Context manager or decorator.
+
+    >>> import flopgrad as fg
+    >>> with fg.no_grad():
+    ...     y = fg.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
+
+    mode = False
+
+
+class enable_grad(_FixedMode):
+    """Record a graph even inside no_grad. Context manager or decorator.
+
+    >>> import flopgrad as fg
+    >>> with fg.no_grad(), fg.enable_grad():
+    ...     y = fg.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    True
+    """
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Switch graph recording on or off, like PyTorch: the call itself switches the mode,
+    and used as a context manager (or decorator) the previous mode comes back on exit.
+
+    >>> import flopgrad as fg
+    >>> with fg.set_grad_enabled(False):
+    ...     y = fg.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        m = _mode()
+        self._prev = [m.grad_enabled]
+        m.grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        _mode().grad_enabled = self._prev[0]
+        return False
+
+    def __enter__(self):
+        _mode().grad_enabled = self.mode
+        return self
+
+    def __call__(self, fn: Callable) -> Callable:
+        _mode().grad_enabled = self._prev[0]  # decorating does not switch the mode
+        return super().__call__(fn)
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops are being recorded for backward (in this thread).
+
+    >>> import flopgrad as fg
+    >>> with fg.no_grad():
+    ...     inside = fg.is_grad_enabled()
+    >>> fg.is_grad_enabled(), inside
+    (True, False)
+    """
+    return _mode().grad_enabled
