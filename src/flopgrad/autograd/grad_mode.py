@@ -14,36 +14,21 @@ from flopgrad.dispatch import override
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 
-class _GradMode:
-    """What no_grad, enable_grad and set_grad_enabled share: context manager and decorator,
-    each a thin use of dispatch.override (this thread's grad mode only, as in PyTorch)."""
+class _FixedMode(override):
+    """override(grad_enabled=...) with the value fixed by the class (no_grad, enable_grad):
+    a context manager and decorator for this thread's grad mode only, as in PyTorch. It
+    takes no arguments, so it also works bare: `@fg.no_grad`."""
 
-    mode = False
-
-    def __init__(self):
-        self._prev: list[bool] = []
-
-    def __enter__(self):
-        m = _mode()
-        self._prev.append(m.grad_enabled)
-        m.grad_enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _mode().grad_enabled = self._prev.pop()
-        return False
-
-    def __call__(self, fn: Callable) -> Callable:
-        return override(grad_enabled=self.mode)(fn)
-
-
-class _FixedMode(_GradMode):
-    """no_grad and enable_grad take no arguments, so they also work bare: `@fg.no_grad`."""
+    __slots__ = ()
+    enabled: bool
 
     def __new__(cls, *args):
         if len(args) == 1 and callable(args[0]):
             return cls()(args[0])
         return super().__new__(cls)
+
+    def __init__(self):
+        super().__init__(grad_enabled=self.enabled)
 
 
 class no_grad(_FixedMode):
@@ -56,7 +41,8 @@ class no_grad(_FixedMode):
     False
     """
 
-    mode = False
+    __slots__ = ()
+    enabled = False
 
 
 class enable_grad(_FixedMode):
@@ -69,10 +55,11 @@ class enable_grad(_FixedMode):
     True
     """
 
-    mode = True
+    __slots__ = ()
+    enabled = True
 
 
-class set_grad_enabled(_GradMode):
+class set_grad_enabled(override):
     """Switch graph recording on or off, like PyTorch: the call itself switches the mode,
     and used as a context manager (or decorator) the previous mode comes back on exit.
 
@@ -83,22 +70,24 @@ class set_grad_enabled(_GradMode):
     False
     """
 
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-        m = _mode()
-        self._prev = [m.grad_enabled]
-        m.grad_enabled = self.mode
+    __slots__ = ("_prev",)
 
-    def __exit__(self, *exc):
-        _mode().grad_enabled = self._prev[0]
-        return False
+    def __init__(self, mode: bool):
+        super().__init__(grad_enabled=bool(mode))
+        m = _mode()
+        self._prev = m.grad_enabled
+        m.grad_enabled = self.fields["grad_enabled"]
 
     def __enter__(self):
-        _mode().grad_enabled = self.mode
+        _mode().grad_enabled = self.fields["grad_enabled"]
         return self
 
+    def __exit__(self, *exc):
+        _mode().grad_enabled = self._prev
+        return False
+
     def __call__(self, fn: Callable) -> Callable:
-        _mode().grad_enabled = self._prev[0]  # decorating does not switch the mode
+        _mode().grad_enabled = self._prev  # decorating does not switch the mode
         return super().__call__(fn)
 
 
