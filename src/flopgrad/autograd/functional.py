@@ -6,7 +6,7 @@ jacfwd(jacrev(f)) is the Hessian.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -31,6 +31,23 @@ def _as_tuple(x) -> tuple:
     return tuple(x) if isinstance(x, list | tuple) else (x,)
 
 
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _or_zeros(g: Tensor | None, like: Tensor) -> Tensor:
+    """g, or zeros like `like` where no gradient (or tangent) reached it."""
+    return g if g is not None else Tensor(np.zeros_like(like._data))
+
+
+def _basis(like: np.ndarray, shape: tuple) -> Iterator[Tensor]:
+    """One one-hot tensor of `shape` per element of `like` (with its dtype), in order."""
+    for j in range(like.size):
+        onehot = np.zeros(like.size, dtype=like.dtype)
+        onehot[j] = 1
+        yield Tensor(onehot.reshape(shape))
+
+
 def jvp(fn: Callable, primals, tangents) -> tuple:
     """Forward mode: (fn(*primals), J @ tangents), like torch.func.jvp.
 
@@ -46,8 +63,7 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     args = []
     for p, t in zip(primals, tangents, strict=True):
-        p = p if isinstance(p, Tensor) else Tensor(p)
-        t = t if isinstance(t, Tensor) else Tensor(t)
+        p, t = _tensor(p), _tensor(t)
         if t.shape != p.shape:
             raise ValueError(f"jvp: tangent shape {t.shape} differs from primal shape {p.shape}")
         a = _alias(p)
@@ -56,8 +72,7 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
     with override(forward_ad=1):
         out = fn(*args)
     outs = _as_tuple(out)
-    tans = tuple(o._tangent if o._tangent is not None else Tensor(np.zeros_like(o._data))
-                 for o in outs)
+    tans = tuple(_or_zeros(o._tangent, o) for o in outs)
     for o in outs:  # only after reading them all: an output may appear twice
         o._tangent = None
     if isinstance(out, list | tuple):
@@ -86,14 +101,13 @@ def vjp(fn: Callable, *primals) -> tuple:
         if pairs:
             gs = grad([o for o, _ in pairs], args, grad_outputs=[c for _, c in pairs],
                       retain_graph=True, allow_unused=True)
-        return tuple(g if g is not None else Tensor(np.zeros_like(a._data))
-                     for g, a in zip(gs, args, strict=True))
+        return tuple(_or_zeros(g, a) for g, a in zip(gs, args, strict=True))
 
     return _detach_all(out), vjp_fn
 
 
 def _leaf(p) -> Tensor:
-    p = p if isinstance(p, Tensor) else Tensor(p)
+    p = _tensor(p)
     a = p.detach()
     a._tangent = p._tangent
     if a._data.dtype.kind == "f":
@@ -114,7 +128,7 @@ def _argnums(argnums) -> tuple:
 def _wrt(p) -> Tensor:
     """An input to differentiate: a fresh leaf, or (inside another jacobian, jvp or grad)
     a view that stays connected to p's graph and tangent so that jacobians compose."""
-    p = p if isinstance(p, Tensor) else Tensor(p)
+    p = _tensor(p)
     if p.requires_grad or p._tangent is not None:
         with enable_grad():
             a = apply(O.RESHAPE, (p,), (p.shape,))
@@ -146,13 +160,11 @@ def jacrev(fn: Callable, argnums: int | tuple = 0) -> Callable:
             out = fn(*args)
             rows = [[] for _ in wrt]
             flat = out.reshape(-1)
-            for j in range(out._data.size if out.requires_grad else 0):
-                onehot = np.zeros(out._data.size, dtype=out._data.dtype)
-                onehot[j] = 1
-                gs = grad(flat, wrt, grad_outputs=Tensor(onehot), retain_graph=True,
+            for onehot in _basis(out._data, flat.shape) if out.requires_grad else ():
+                gs = grad(flat, wrt, grad_outputs=onehot, retain_graph=True,
                           create_graph=nested, allow_unused=True)
                 for r, g, w in zip(rows, gs, wrt, strict=True):
-                    r.append(g if g is not None else Tensor(np.zeros_like(w._data)))
+                    r.append(_or_zeros(g, w))
             jacs = tuple(
                 stack(r).reshape(out.shape + w.shape) if r else
                 Tensor(np.zeros(out.shape + w.shape, dtype=w.dtype))
@@ -177,17 +189,15 @@ def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
     def jac(*args):
         jacs = []
         for k in nums:
-            x = args[k] if isinstance(args[k], Tensor) else Tensor(args[k])
+            x = _tensor(args[k])
 
             def fn_k(xk, k=k):
                 return fn(*args[:k], xk, *args[k + 1:])
 
             cols = []
             out_shape = None
-            for j in range(x._data.size):
-                onehot = np.zeros(x._data.size, dtype=x._data.dtype)
-                onehot[j] = 1
-                out, t = jvp(fn_k, (x,), (Tensor(onehot.reshape(x.shape)),))
+            for onehot in _basis(x._data, x.shape):
+                out, t = jvp(fn_k, (x,), (onehot,))
                 out_shape = out.shape
                 cols.append(t)
             if out_shape is None:
@@ -221,8 +231,7 @@ def hvp(fn: Callable, primals, tangents) -> tuple:
             out = fn(*leaves)
         value.append(out.detach())
         gs = grad(out, leaves, allow_unused=True)
-        return tuple(g if g is not None else Tensor(np.zeros_like(x._data))
-                     for g, x in zip(gs, leaves, strict=True))
+        return tuple(_or_zeros(g, x) for g, x in zip(gs, leaves, strict=True))
 
     _, hv = jvp(gradient, primals, tangents)
     return value[0], hv[0] if single else hv

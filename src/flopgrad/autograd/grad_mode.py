@@ -49,9 +49,11 @@ class enable_grad(_FixedMode):
     """Record a graph even inside no_grad. Context manager or decorator.
 
     >>> import flopgrad as fg
-    >>> with fg.no_grad(), fg.enable_grad():
-    ...     y = fg.ones(2, requires_grad=True) * 2
-    >>> y.requires_grad
+    >>> @fg.enable_grad()
+    ... def doubled(x):
+    ...     return x * 2
+    >>> with fg.no_grad():
+    ...     doubled(fg.ones(2, requires_grad=True)).requires_grad
     True
     """
 
