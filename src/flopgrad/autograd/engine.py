@@ -9,6 +9,7 @@ were not modified in place, frees them unless retain_graph, and accumulates into
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from flopgrad.dispatch import mode as _mode
 from flopgrad.tensor import Parameter, Tensor
 
 __all__ = ["backward", "grad"]
+
+_ArrayLike = Any  # a Tensor, an array or nested numbers; or a sequence of them, one per output
 
 
 def _sum_to(g: Tensor, shape: tuple, n: Node, i: int) -> Tensor:
@@ -317,8 +320,9 @@ def _as_list(tensors) -> list:
     return [tensors] if isinstance(tensors, Tensor) else list(tensors)
 
 
-def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
-             create_graph: bool = False, inputs=None) -> None:
+def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: _ArrayLike | None = None,
+             retain_graph: bool | None = None, create_graph: bool = False,
+             inputs: Tensor | Sequence[Tensor] | None = None) -> None:
     """Accumulate gradients of `tensors` into the `.grad` of the leaves that need them
     (only into `inputs`' .grad when given).
 
@@ -347,8 +351,9 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
          accumulate=True)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
-         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: _ArrayLike | None = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple[Tensor | None, ...]:
     """Gradients of `outputs` with respect to `inputs`, returned (not accumulated).
 
     >>> import flopgrad as fg

@@ -32,7 +32,7 @@ class FunctionCtx:
         self._watched: list = []  # (what, shape, version counter, version when saved)
         self._saved_inputs: dict = {}  # saved slot -> the input Tensor it is
 
-    def save_for_backward(self, *arrays) -> None:
+    def save_for_backward(self, *arrays: np.ndarray) -> None:
         """Keep arrays for backward. An input (or the output) whose values are saved is
         watched: modifying it in place before backward makes backward raise instead of
         silently using the new values.
@@ -108,7 +108,7 @@ class Function:
     _op: O.Op | None = None
 
     @staticmethod
-    def forward(ctx, *args):
+    def forward(ctx: FunctionCtx, *args: np.ndarray) -> np.ndarray:
         """Compute the output from NumPy arrays; every subclass defines it.
 
         >>> import flopgrad as fg, numpy as np
@@ -120,7 +120,7 @@ class Function:
         raise NotImplementedError("Function subclasses define forward(ctx, *arrays)")
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tensor | tuple | None:
         """One gradient per input from the output's gradient; every subclass defines it.
 
         >>> import flopgrad as fg
@@ -179,7 +179,7 @@ class Function:
         return op
 
     @classmethod
-    def apply(cls, *args):
+    def apply(cls, *args: Tensor | np.ndarray | float) -> Tensor:
         """Run the op on Tensors (or constants) and record it for backward.
 
         >>> import flopgrad as fg

@@ -6,7 +6,8 @@ jacfwd(jacrev(f)) is the Hessian.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ def _basis(like: np.ndarray, shape: tuple) -> Iterator[Tensor]:
         yield Tensor(onehot.reshape(shape))
 
 
-def jvp(fn: Callable, primals, tangents) -> tuple:
+def jvp(fn: Callable, primals: Tensor | Sequence[Tensor],
+        tangents: Tensor | Sequence[Tensor]) -> tuple:
     """Forward mode: (fn(*primals), J @ tangents), like torch.func.jvp.
 
     >>> import flopgrad as fg
@@ -80,7 +82,7 @@ def jvp(fn: Callable, primals, tangents) -> tuple:
     return out, tans[0]
 
 
-def vjp(fn: Callable, *primals) -> tuple:
+def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     """Reverse mode: (fn(*primals), vjp_fn) where vjp_fn(cotangent) -> gradients per primal.
 
     >>> import flopgrad as fg
@@ -210,7 +212,8 @@ def jacfwd(fn: Callable, argnums: int | tuple = 0) -> Callable:
     return jac
 
 
-def hvp(fn: Callable, primals, tangents) -> tuple:
+def hvp(fn: Callable, primals: Tensor | Sequence[Tensor],
+        tangents: Tensor | Sequence[Tensor]) -> tuple:
     """Hessian-vector product by forward-over-reverse: (fn(*primals), H @ tangents).
 
     Like torch.autograd.functional.hvp, H @ tangents is a tuple when primals is one, else a

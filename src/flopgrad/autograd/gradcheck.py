@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,8 +33,8 @@ def _flat_outputs(fn, args) -> np.ndarray:
                            for o in _as_tuple(out)])
 
 
-def gradcheck(fn: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              check_jvp: bool = True) -> bool:
+def gradcheck(fn: Callable, inputs: Tensor | Sequence, eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, check_jvp: bool = True) -> bool:
     """Compare vjp (and jvp) Jacobians with central finite differences in float64.
 
     Checks every input that requires grad; raises GradcheckError naming the worst entry.
