@@ -52,13 +52,8 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
         handed_out.add(id(arr))
         return g  # made by this pass and owned by nobody else: no new wrapper needed
     handed_out.add(id(arr))
-    return _constant(arr, g._tangent)
-
-
-def _constant(arr, tangent=None) -> Tensor:
-    """A new tensor on `arr`, outside any graph, with its own version counter."""
     t = Tensor.__new__(Tensor)
-    t._data, t._node, t._tangent, t.grad, t._version = arr, None, tangent, None, [0]
+    t._data, t._node, t._tangent, t.grad, t._version = arr, None, g._tangent, None, [0]
     t.requires_grad = False
     return t
 
@@ -305,19 +300,18 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
                 "with the output's shape, e.g. fg.ones_like(out).")
         if type(out._data) is MetaArray:
             return Tensor(MetaArray(out._data.shape, out._data.dtype))
+        t = Tensor.__new__(Tensor)  # built in place: this runs on every backward()
         seed = np.array(1, dtype=out._data.dtype)
-        return _constant(seed if out._data.ndim == 0 else seed.reshape(out._data.shape))
+        t._data, t._node, t._tangent, t.grad, t._version = (
+            seed if out._data.ndim == 0 else seed.reshape(out._data.shape), None, None, None, [0])
+        t.requires_grad = False
+        return t
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
                                                                         dtype=out._data.dtype))
     if g.shape != out.shape:
         raise RuntimeError(
             f"{who}: gradient has shape {g.shape} but the output has shape {out.shape}")
     return g
-
-
-def _as_list(tensors) -> list:
-    """One tensor or a sequence of them, as a list."""
-    return [tensors] if isinstance(tensors, Tensor) else list(tensors)
 
 
 def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: _ArrayLike | None = None,
@@ -332,7 +326,7 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: _ArrayLike | None
     >>> w.grad
     tensor([3., 3.])
     """
-    outs = _as_list(tensors)
+    outs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError(
@@ -344,7 +338,7 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: _ArrayLike | None
         retain_graph = create_graph
     targets = None
     if inputs is not None:
-        targets = _as_list(inputs)
+        targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         if not targets:
             raise ValueError("backward: inputs= is empty; pass None to reach every leaf")
     _run(outs, grads, retain_graph=retain_graph, create_graph=create_graph, targets=targets,
@@ -361,7 +355,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     >>> fg.grad(x ** 2, x)
     (tensor(6.),)
     """
-    outs, ins = _as_list(outputs), _as_list(inputs)
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError(
