@@ -171,9 +171,12 @@ class CausalSelfAttention(nn.Module):
 
     >>> import flopgrad as fg
     >>> fg.manual_seed(0)
-    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
-    >>> fg.models.CausalSelfAttention(cfg)(fg.ones(2, 4, 16)).shape
-    (2, 4, 16)
+    >>> attn = fg.models.CausalSelfAttention(fg.models.GPTConfig(n_head=2, d_model=16))
+    >>> x = fg.randn(1, 4, 16)
+    >>> attn(x).shape, attn.c_attn.weight.shape  # q, k and v from one projection
+    ((1, 4, 16), (48, 16))
+    >>> float((attn(x)[:, :2] - attn(x[:, :2])).abs().max()) < 1e-6  # causal: no peeking ahead
+    True
     """
 
     def __init__(self, cfg: GPTConfig):
@@ -199,10 +202,9 @@ class GPTMLP(nn.Module):
     """d -> 4d -> GELU (tanh form, as GPT-2) -> d.
 
     >>> import flopgrad as fg
-    >>> fg.manual_seed(0)
-    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
-    >>> fg.models.GPTMLP(cfg)(fg.ones(2, 4, 16)).shape
-    (2, 4, 16)
+    >>> mlp = fg.models.GPTMLP(fg.models.GPTConfig(n_head=2, d_model=16))
+    >>> mlp.c_fc.weight.shape, mlp.c_proj.weight.shape, mlp(fg.ones(2, 4, 16)).shape
+    ((64, 16), (16, 64), (2, 4, 16))
     """
 
     def __init__(self, cfg: GPTConfig):

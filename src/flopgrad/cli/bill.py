@@ -1,0 +1,81 @@
+"""`flopgrad bill`: the exact bill of one training step of a GPT of any size, counted on
+meta tensors, with its memory and the published formulas beside it. The numbers come from
+flopgrad.planning; this module prints them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from flopgrad.cli._args import whole
+from flopgrad.models import GPTConfig
+from flopgrad.planning import formula_table, model_config, step_bill, step_memory, training_flops
+from flopgrad.report import human_bytes
+
+_SIZES = ("n_layer", "n_head", "d_model", "ctx", "vocab")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The `bill` command and its options."""
+    count = whole(1)
+    bl = subparsers.add_parser("bill", help="exact FLOPs and memory of one training step of a "
+                                            "GPT of any size (meta tensors: nothing is allocated)")
+    bl.add_argument("model", nargs="?", help="a preset: gpt2, gpt2-xl, gpt3-175b, "
+                                             "llama-7b-style, ... (or give all the sizes); "
+                                             "sizes given with a preset override its own")
+    sizes = bl.add_argument_group("sizes", "all five without a preset; with a preset, "
+                                           "each one given overrides the preset's")
+    for k in _SIZES:
+        sizes.add_argument(f"--{k.replace('_', '-')}", type=count)
+    bl.add_argument("--batch", type=count, default=1)
+    bl.add_argument("--depth", type=count, default=3, help="scope depth of the table")
+    bl.set_defaults(func=run)
+    return bl
+
+
+def _config_from_args(args: argparse.Namespace) -> GPTConfig:
+    """A preset with the sizes given as options overriding its fields, or all the sizes."""
+    sizes = {k: getattr(args, k) for k in _SIZES if getattr(args, k) is not None}
+    if args.model:
+        return dataclasses.replace(model_config(args.model), **sizes)
+    missing = [f"--{k.replace('_', '-')}" for k in _SIZES if k not in sizes]
+    if missing:
+        raise ValueError(f"give a preset MODEL or all of {', '.join(missing)}")
+    return GPTConfig(**sizes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The exact bill of one training step of a GPT, counted on meta tensors."""
+    cfg = _config_from_args(args)
+    start = time.perf_counter()
+    bill, _ = step_bill(cfg, batch=args.batch)
+    seconds = time.perf_counter() - start
+    n = cfg.num_params()
+    tokens = args.batch * cfg.ctx
+    given = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in _SIZES
+             if getattr(args, k) is not None]
+    name = (args.model + (" with " + ", ".join(given) if given else "") if args.model
+            else "custom GPT")
+    print(f"{name}: n_layer {cfg.n_layer}, n_head {cfg.n_head}, "
+          f"d_model {cfg.d_model}, ctx {cfg.ctx}, vocab {cfg.vocab}: {n:,} parameters; "
+          f"one AdamW step on {args.batch} x {cfg.ctx} tokens (meta tensors, counted in "
+          f"{seconds:.2f} s)\n")
+    print(bill.table(by="layer", depth=args.depth, rules=False))
+    memory, hb = step_memory(bill), human_bytes
+    print(f"\nmemory (float32 as run, measured on the meta step): weights "
+          f"{hb(memory.weights)}, gradients {hb(memory.gradients)}, AdamW state "
+          f"{hb(memory.optimizer_state)}, activations saved for backward "
+          f"{hb(memory.activations)}; peak {hb(memory.peak)} in this first step, at most "
+          f"{hb(memory.later_peak)} in a later step (the AdamW state stays alive)")
+    print("\npublished formulas beside the count:")
+    for r in formula_table(cfg, bill, args.batch):
+        print(f"  {r['formula']:<42} {r['value']:>12.4g}  counted {r['counted']:>12.4g}  "
+              f"ratio {r['ratio']:.4f}")
+        print(f"      {r['reason']}")
+    train = training_flops(bill)
+    print(f"\ntraining FLOPs per token {train / tokens:.4g} = "
+          f"{train / tokens / n:.3f} x N (the rule of thumb says 6)")
+    for rule in bill.rules(params=n, tokens=tokens)[:2]:
+        print(f"  - {rule}")
+    return 0

@@ -1,0 +1,31 @@
+"""The training-budget planner: exact FLOPs per token from a meta step, GPU-hours and money.
+
+>>> import flopgrad as fg
+>>> b = fg.budget(params=7e9, tokens=2e12, gpu="h100", gpus=1024, mfu=0.4)
+>>> f"{b.flops:.3g}", round(b.days, 1)
+('8.4e+22', 2.4)
+
+The parts: `hardware` (the GPU table), `presets` (configurations by name), `bill` (the
+meta step and the published formulas beside it), `memory` (the bytes of weights, gradients,
+optimizer state and activations of a step: planned and measured) and `budgets` (budget()).
+"""
+
+from __future__ import annotations
+
+from flopgrad.planning.bill import formula_table, step_bill, training_flops
+from flopgrad.planning.budgets import Budget, budget
+from flopgrad.planning.hardware import GPU, GPUS
+from flopgrad.planning.memory import (
+    DTYPE_BYTES,
+    STATE_TENSORS,
+    StepMemory,
+    saved_activation_bytes,
+    state_bytes,
+    step_memory,
+)
+from flopgrad.planning.presets import PLANNING_PRESETS, model_config
+
+__all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config",
+           "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
+           "saved_activation_bytes", "StepMemory", "step_memory", "DTYPE_BYTES",
+           "STATE_TENSORS"]
