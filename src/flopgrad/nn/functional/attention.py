@@ -11,9 +11,7 @@ from flopgrad.backend import MetaArray
 from flopgrad.nn.functional.dropout import dropout
 from flopgrad.tensor import Tensor, _t, where
 
-__all__ = [
-    "scaled_dot_product_attention",
-]
+__all__ = ["scaled_dot_product_attention"]
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None,

@@ -9,9 +9,7 @@ from flopgrad.nn.functional._utils import _pair
 from flopgrad.nn.functional.padding import pad
 from flopgrad.tensor import Tensor
 
-__all__ = [
-    "conv2d", "conv1d",
-]
+__all__ = ["conv2d", "conv1d"]
 
 
 def _conv_padding(padding, kernel, dilation, name):
@@ -28,6 +26,20 @@ def _conv_padding(padding, kernel, dilation, name):
     return (pw, pw, ph, ph)
 
 
+_LAYOUTS = {1: ("L", "k"), 2: ("H, W", "kh, kw")}  # spatial dims of input and weight
+
+
+def _batched(x: Tensor, weight: Tensor, dims: int, name: str) -> bool:
+    """Whether the input of a `dims`-d convolution is batched, (N, C, *spatial), rather than
+    (C, *spatial); a ValueError unless it is one of these with a weight (O, C/groups, *k)."""
+    if x.ndim not in (dims + 1, dims + 2) or weight.ndim != dims + 2:
+        spatial, kernel = _LAYOUTS[dims]
+        raise ValueError(
+            f"{name}: expected input (N, C, {spatial}) or (C, {spatial}) and weight "
+            f"(O, C/groups, {kernel}), got {x.shape} and {weight.shape}")
+    return x.ndim == dims + 2
+
+
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution of (N, C, H, W) by weight (O, C/groups, kh, kw): im2col + matmul.
@@ -36,11 +48,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     >>> fg.nn.functional.conv2d(fg.ones(1, 1, 4, 4), fg.ones(2, 1, 3, 3), padding=1).shape
     (1, 2, 4, 4)
     """
-    if x.ndim not in (3, 4) or weight.ndim != 4:
-        raise ValueError(
-            f"conv2d: expected input (N, C, H, W) or (C, H, W) and weight (O, C/groups, kh, "
-            f"kw), got {x.shape} and {weight.shape}")
-    if x.ndim == 3:  # unbatched, as PyTorch allows
+    if not _batched(x, weight, 2, "conv2d"):  # unbatched, as PyTorch allows
         return conv2d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != x.dtype:
@@ -72,11 +80,7 @@ def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     >>> fg.nn.functional.conv1d(fg.ones(1, 1, 4), fg.ones(1, 1, 2)).tolist()
     [[[2.0, 2.0, 2.0]]]
     """
-    if x.ndim not in (2, 3) or weight.ndim != 3:
-        raise ValueError(
-            f"conv1d: expected input (N, C, L) or (C, L) and weight (O, C/groups, k), got "
-            f"{x.shape} and {weight.shape}")
-    if x.ndim == 2:  # unbatched, as PyTorch allows
+    if not _batched(x, weight, 1, "conv1d"):  # unbatched, as PyTorch allows
         return conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     one = lambda v: v[0] if isinstance(v, tuple | list) else v
     pad_ = padding if isinstance(padding, str) else (0, one(padding))

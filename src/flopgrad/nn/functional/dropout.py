@@ -6,9 +6,7 @@ from flopgrad import creation
 from flopgrad.backend import MetaArray
 from flopgrad.tensor import Tensor
 
-__all__ = [
-    "dropout",
-]
+__all__ = ["dropout"]
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

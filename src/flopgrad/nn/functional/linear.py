@@ -11,9 +11,7 @@ from flopgrad.backend import MetaArray, no_data
 from flopgrad.dispatch import apply
 from flopgrad.tensor import Tensor, _t, where
 
-__all__ = [
-    "linear", "embedding", "one_hot",
-]
+__all__ = ["linear", "embedding", "one_hot"]
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -9,9 +9,7 @@ from flopgrad import ops as O
 from flopgrad.dispatch import apply
 from flopgrad.tensor import Tensor, _t
 
-__all__ = [
-    "layer_norm", "rms_norm", "batch_norm",
-]
+__all__ = ["layer_norm", "rms_norm", "batch_norm"]
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,

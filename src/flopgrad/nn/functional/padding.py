@@ -9,9 +9,7 @@ from flopgrad import ops as O
 from flopgrad.dispatch import apply
 from flopgrad.tensor import Tensor, _t
 
-__all__ = [
-    "pad",
-]
+__all__ = ["pad"]
 
 
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")

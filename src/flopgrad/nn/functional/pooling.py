@@ -11,9 +11,7 @@ from flopgrad.nn.functional._utils import _pair, _single
 from flopgrad.nn.functional.padding import pad
 from flopgrad.tensor import Tensor, _t
 
-__all__ = [
-    "max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d",
-]
+__all__ = ["max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d"]
 
 
 def _pool_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
