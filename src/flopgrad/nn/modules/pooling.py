@@ -8,7 +8,21 @@ from flopgrad.nn.modules.module import Module
 __all__ = ["MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d"]
 
 
-class MaxPool2d(Module):
+class _PoolNd(Module):
+    """What every pooling layer has: the window size, its stride (None: the window size) and
+    the padding."""
+
+    def __init__(self, kernel_size, stride, padding):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def extra_repr(self) -> str:
+        """Kernel size, stride and padding."""
+        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
+                f"padding={self.padding}")
+
+
+class MaxPool2d(_PoolNd):
     """Max over windows (see F.max_pool2d); PyTorch's arguments, in its order.
 
     >>> import flopgrad as fg
@@ -22,10 +36,8 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, self.dilation = (
-            kernel_size, stride, padding, dilation)
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+        super().__init__(kernel_size, stride, padding)
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
     def forward(self, x):
         """The window maxima of x (and their indices with return_indices)."""
@@ -34,8 +46,7 @@ class MaxPool2d(Module):
 
     def extra_repr(self) -> str:
         """Kernel size, stride, padding, dilation and ceil_mode."""
-        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
-                f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
 class MaxPool1d(MaxPool2d):
@@ -49,7 +60,7 @@ class MaxPool1d(MaxPool2d):
     _pool = staticmethod(F.max_pool1d)
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_PoolNd):
     """Mean over windows (see F.avg_pool2d); PyTorch's arguments, in its order.
 
     >>> import flopgrad as fg
@@ -59,8 +70,7 @@ class AvgPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        super().__init__(kernel_size, stride, padding)
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.divisor_override = divisor_override
 
@@ -68,11 +78,6 @@ class AvgPool2d(Module):
         """The window means of x."""
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
-
-    def extra_repr(self) -> str:
-        """Kernel size, stride and padding."""
-        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
-                f"padding={self.padding}")
 
 
 class AvgPool1d(AvgPool2d):
