@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -10,16 +11,22 @@ from flopgrad import creation
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
 from flopgrad.nn.modules.module import Module
-from flopgrad.tensor import Parameter
+from flopgrad.tensor import Parameter, Tensor
 
 __all__ = ["Conv2d", "Conv1d"]
 
 
 class _ConvNd(Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                 groups, bias, dims, dtype):
+    """What Conv1d and Conv2d share: the settings, PyTorch's initialisation and the forward;
+    a subclass names its number of spatial dims (`_dims`) and its function (`_conv`)."""
+
+    _dims: int
+    _conv: Callable[..., Tensor]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, dtype=None):
         super().__init__()
-        ks = (kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        ks = (kernel_size,) * self._dims if isinstance(kernel_size, int) else tuple(kernel_size)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{type(self).__name__}: channels {in_channels}, {out_channels} "
                              f"must be divisible by groups={groups}")
@@ -34,6 +41,11 @@ class _ConvNd(Module):
             fan_in = (in_channels // groups) * int(np.prod(ks))
             bound = 1 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        """The convolution of x (see F.conv1d and F.conv2d)."""
+        return self._conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                          self.groups)
 
     def extra_repr(self) -> str:
         """Channels, kernel size, stride and padding."""
@@ -50,15 +62,7 @@ class Conv2d(_ConvNd):
     (2, 4, 8, 8)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, 2, dtype)
-
-    def forward(self, x):
-        """The convolution of x (see F.conv2d)."""
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+    _dims, _conv = 2, staticmethod(F.conv2d)
 
 
 class Conv1d(_ConvNd):
@@ -70,12 +74,4 @@ class Conv1d(_ConvNd):
     (1, 4, 8)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, 1, dtype)
-
-    def forward(self, x):
-        """The convolution of x (see F.conv1d)."""
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+    _dims, _conv = 1, staticmethod(F.conv1d)
