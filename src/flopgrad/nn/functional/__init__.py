@@ -1,13 +1,13 @@
 """Neural-network functions (PyTorch's torch.nn.functional), one module per family.
 
 Most are compositions of flopgrad's primitives (`flopgrad.ops`), billed as the ops they
-run. Some are primitives of their own in ops.py, fused as PyTorch's native kernels are,
-each with its own cost and derivative rules: `linear` (`ops.LINEAR`, billed as matmul),
-`relu`, `gelu`, `softmax`, `log_softmax`, `layer_norm`, `cross_entropy` (in its common
-case: class indices over (N, C) logits, no weight, label smoothing or ignored target) and
-constant `pad`. Convolution and pooling run on the im2col windows of `ops.UNFOLD` (whose
-gradient is `ops.FOLD`); convolution is those windows followed by one batched matmul, so
-its FLOPs are matmul FLOPs.
+run. Some are primitives of their own in ops.py, each with its own cost and derivative
+rules: `relu` and constant `pad` (one NumPy call each), and, fused as PyTorch's kernels
+are, `linear` (GEMM plus bias, billed as matmul), `gelu`, `softmax`, `log_softmax`,
+`layer_norm` and `cross_entropy` (in its common case: class indices over (N, C) logits, no
+weight, label smoothing or ignored target). Convolution and pooling run on the im2col
+windows of the `unfold` primitive (whose gradient is `fold`); convolution is those windows
+followed by one batched matmul, so its FLOPs are matmul FLOPs.
 
 The families: `activation`, `linear` (linear, embedding, one_hot), `padding`, `conv`,
 `pooling`, `normalization`, `dropout`, `loss` and `attention`.
