@@ -77,7 +77,8 @@ def _window_positions(shape, kernel, stride, padding, dilation, out) -> np.ndarr
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False, return_indices: bool = False):
+               ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Max over each window; the gradient goes to the (first) maximal entry, as in PyTorch.
 
     Padding (at most half the effective kernel) never wins; `ceil_mode` keeps a last
@@ -113,7 +114,8 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
 
 
 def max_pool1d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False, return_indices: bool = False):
+               ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """max_pool2d over the last dim of (N, C, L) or (C, L) (indices index into L).
 
     >>> import flopgrad as fg

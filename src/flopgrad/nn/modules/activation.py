@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flopgrad.nn import functional as F
 from flopgrad.nn.modules.module import Module
+from flopgrad.tensor import Tensor
 
 __all__ = ["ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax"]
 
@@ -16,7 +17,7 @@ class ReLU(Module):
     [0.0, 2.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """max(x, 0)."""
         return F.relu(x)
 
@@ -33,7 +34,7 @@ class GELU(Module):
         super().__init__()
         self.approximate = approximate
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """gelu(x) (see F.gelu)."""
         return F.gelu(x, self.approximate)
 
@@ -46,7 +47,7 @@ class SiLU(Module):
     [0.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x * sigmoid(x)."""
         return F.silu(x)
 
@@ -59,7 +60,7 @@ class Tanh(Module):
     [0.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """tanh(x)."""
         return x.tanh()
 
@@ -72,7 +73,7 @@ class Sigmoid(Module):
     [0.5]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """sigmoid(x)."""
         return x.sigmoid()
 
@@ -89,6 +90,6 @@ class Softmax(Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """softmax(x) along dim."""
         return x.softmax(self.dim)

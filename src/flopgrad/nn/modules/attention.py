@@ -52,8 +52,9 @@ class MultiheadAttention(Module):
         if bias:
             init.zeros_(self.out_proj.bias)
 
-    def forward(self, query, key, value, attn_mask=None, is_causal: bool = False,
-                need_weights: bool = False, key_padding_mask=None):
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                is_causal: bool = False, need_weights: bool = False,
+                key_padding_mask=None) -> tuple[Tensor, None]:
         """(attention output of shape (N, L, embed_dim), None)."""
         if need_weights:
             raise ValueError("MultiheadAttention: need_weights=True is not supported")

@@ -3,6 +3,8 @@ items are named by the parent they are assigned to)."""
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, KeysView, ValuesView
+
 from flopgrad.nn.modules.module import Module
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
@@ -138,7 +140,7 @@ class ModuleDict(Module):
     def __iter__(self):
         return iter(self._modules)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         """The names, in insertion order.
 
         >>> import flopgrad as fg
@@ -147,7 +149,7 @@ class ModuleDict(Module):
         """
         return self._modules.keys()
 
-    def values(self):
+    def values(self) -> ValuesView[Module]:
         """The modules, in insertion order.
 
         >>> import flopgrad as fg
@@ -156,7 +158,7 @@ class ModuleDict(Module):
         """
         return self._modules.values()
 
-    def items(self):
+    def items(self) -> ItemsView[str, Module]:
         """(name, module) pairs, in insertion order.
 
         >>> import flopgrad as fg

@@ -42,7 +42,7 @@ class _ConvNd(Module):
             bound = 1 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """The convolution of x (see F.conv1d and F.conv2d)."""
         return self._conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                           self.groups)

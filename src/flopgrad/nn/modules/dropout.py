@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flopgrad.nn import functional as F
 from flopgrad.nn.modules.module import Module
+from flopgrad.tensor import Tensor
 
 __all__ = ["Dropout"]
 
@@ -24,7 +25,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x with dropout in training mode, x itself in eval mode."""
         return F.dropout(x, self.p, self.training)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flopgrad.nn.modules.module import Module
+from flopgrad.tensor import Tensor
 
 __all__ = ["Flatten"]
 
@@ -19,6 +20,6 @@ class Flatten(Module):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x with the dims merged."""
         return x.flatten(self.start_dim, self.end_dim)

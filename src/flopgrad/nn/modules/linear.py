@@ -8,7 +8,7 @@ from flopgrad import creation
 from flopgrad.nn import functional as F
 from flopgrad.nn import init
 from flopgrad.nn.modules.module import Module
-from flopgrad.tensor import Parameter
+from flopgrad.tensor import Parameter, Tensor
 
 __all__ = ["Identity", "Linear", "Embedding"]
 
@@ -21,7 +21,7 @@ class Identity(Module):
     [1.0, 2.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x itself."""
         return x
 
@@ -58,7 +58,7 @@ class Linear(Module):
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x W^T + b."""
         return F.linear(x, self.weight, self.bias)
 
@@ -87,7 +87,7 @@ class Embedding(Module):
         if padding_idx is not None and not self.weight.is_meta:
             self.weight._data[padding_idx] = 0
 
-    def forward(self, idx):
+    def forward(self, idx) -> Tensor:
         """The rows of the table at integer indices idx."""
         return F.embedding(idx, self.weight, self.padding_idx)
 

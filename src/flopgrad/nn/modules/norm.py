@@ -5,7 +5,7 @@ from __future__ import annotations
 from flopgrad import creation
 from flopgrad.nn import functional as F
 from flopgrad.nn.modules.module import Module
-from flopgrad.tensor import Parameter
+from flopgrad.tensor import Parameter, Tensor
 
 __all__ = ["LayerNorm", "RMSNorm", "BatchNorm2d"]
 
@@ -30,7 +30,7 @@ class LayerNorm(Module):
         self.register_parameter("weight", w)
         self.register_parameter("bias", b)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x normalised, scaled and shifted (see F.layer_norm)."""
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
@@ -57,7 +57,7 @@ class RMSNorm(Module):
             "weight", Parameter(creation.ones(*shape, dtype=dtype)) if elementwise_affine
             else None)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x normalised and scaled (see F.rms_norm)."""
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
@@ -86,7 +86,7 @@ class BatchNorm2d(Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """x normalised per channel (see F.batch_norm)."""
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d: expected (N, C, H, W), got {x.shape}")

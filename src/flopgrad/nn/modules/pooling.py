@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flopgrad.nn import functional as F
 from flopgrad.nn.modules.module import Module
+from flopgrad.tensor import Tensor
 
 __all__ = ["MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d"]
 
@@ -39,7 +40,7 @@ class MaxPool2d(_PoolNd):
         super().__init__(kernel_size, stride, padding)
         self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """The window maxima of x (and their indices with return_indices)."""
         return self._pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
                           self.ceil_mode, self.return_indices)
@@ -74,7 +75,7 @@ class AvgPool2d(_PoolNd):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.divisor_override = divisor_override
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """The window means of x."""
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
@@ -92,7 +93,7 @@ class AvgPool1d(AvgPool2d):
                  count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """The window means of x."""
         return F.avg_pool1d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad)
