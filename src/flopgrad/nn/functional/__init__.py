@@ -9,8 +9,9 @@ weight, label smoothing or ignored target). Convolution and pooling run on the i
 windows of the `unfold` primitive (whose gradient is `fold`); convolution is those windows
 followed by one batched matmul, so its FLOPs are matmul FLOPs.
 
-The families: `activation`, `linear` (linear, embedding, one_hot), `padding`, `conv`,
-`pooling`, `normalization`, `dropout`, `loss` and `attention`.
+The families: `activation`, `dense` (linear), `sparse` (embedding, one_hot), `padding`,
+`conv`, `pooling`, `normalization`, `regularization` (dropout), `loss` and `attention`; no
+module shares a function's name, so F.linear and F.dropout are always the functions.
 """
 
 from flopgrad.nn.functional.activation import (
@@ -32,9 +33,7 @@ from flopgrad.nn.functional.activation import (
 )
 from flopgrad.nn.functional.attention import scaled_dot_product_attention
 from flopgrad.nn.functional.conv import conv1d, conv2d
-from flopgrad.nn.functional.dropout import dropout
-from flopgrad.nn.functional.linear import embedding, linear
-from flopgrad.nn.functional.linear import one_hot as one_hot  # an F name, not in __all__
+from flopgrad.nn.functional.dense import linear
 from flopgrad.nn.functional.loss import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -47,6 +46,9 @@ from flopgrad.nn.functional.loss import (
 from flopgrad.nn.functional.normalization import batch_norm, layer_norm, rms_norm
 from flopgrad.nn.functional.padding import pad
 from flopgrad.nn.functional.pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
+from flopgrad.nn.functional.regularization import dropout
+from flopgrad.nn.functional.sparse import embedding
+from flopgrad.nn.functional.sparse import one_hot as one_hot  # an F name, not in __all__
 
 __all__ = [
     "linear", "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",

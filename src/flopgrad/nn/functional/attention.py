@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from flopgrad.backend import MetaArray
-from flopgrad.nn.functional.dropout import dropout
+from flopgrad.nn.functional.regularization import dropout
 from flopgrad.tensor import Tensor, _t, where
 
 __all__ = ["scaled_dot_product_attention"]

@@ -1,4 +1,5 @@
-"""dropout: a seeded random mask (from fg.manual_seed's generator), scaled by 1/(1-p)."""
+"""Regularisation: dropout, a seeded random mask (from fg.manual_seed's generator) that
+scales what it keeps by 1/(1-p)."""
 
 from __future__ import annotations
 
