@@ -6,13 +6,13 @@ thread's Mode for a block, and the engine calls it for every event of that threa
 - `on_op(op, args, arrays, out, params, start_ns)`: a primitive ran (dispatch.apply):
   its Op, its inputs as given (Tensors or constants) and as arrays, its output array, its
   static params, and perf_counter_ns() when it started.
-- `on_saved(node)`: a graph node was recorded and keeps `node.saved` / `node.out_data`
-  for backward.
+- `on_saved(node)`: a graph node was recorded; `node.saved` / `node.out_data` hold what
+  it keeps for backward (None when it keeps nothing).
 - `on_release(node)`: that node's backward ran and what it saved is freed.
 - `on_alloc(array, category)`: an array made outside dispatch (factories, .grad copies)
   or a known array that is a "parameters", "gradients" or "optimizer_state" array.
-- `on_grad(tensor, grad)`: backward produced the gradient of a leaf that requires grad
-  (accumulated into `tensor.grad`, or returned by `fg.autograd.grad`).
+- `on_grad(tensor, grad)`: backward accumulated a leaf's gradient into `tensor.grad`
+  (`grad` is the new `tensor.grad`; `fg.autograd.grad` returns its results instead).
 
 The ledger behind `fg.profile()` is a listener; anomaly detection, gradient health and
 the timeline are listeners too. Subclass `Listener` to implement only the events you need.
@@ -76,7 +76,7 @@ class Listener:
         """An array was made outside dispatch, or was found to be of `category`."""
 
     def on_grad(self, tensor, grad) -> None:
-        """Backward produced a leaf's gradient."""
+        """Backward accumulated a leaf's gradient into tensor.grad."""
 
 
 def add_listener(listener: ListenerProtocol) -> None:

@@ -242,6 +242,10 @@ class Ledger(Listener):
         if self.memory and (not (op.view or op.inplace) or copied):
             self._track_new(out, _ACTIVATIONS)
 
+    def on_grad(self, tensor, grad) -> None:
+        """A leaf's .grad is a gradient from now on (in the memory breakdown)."""
+        self.on_alloc(grad._data, "gradients")
+
     def _touch_parameter(self, arr) -> None:
         """A parameter used in the forward pass counts from then on (made before the profile,
         or made inside it as an activation)."""

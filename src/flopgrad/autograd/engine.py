@@ -262,7 +262,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, handed_out: set,
     else:
         t.grad = t.grad + g
     if billing:
-        track_alloc(t.grad._data, "gradients")
+        for listener in _mode().listeners:
+            listener.on_grad(t, t.grad)
 
 
 def _root_grads(outs: list, gradients, who: str) -> list:

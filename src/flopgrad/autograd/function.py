@@ -8,6 +8,7 @@ import numpy as np
 
 from flopgrad import ops as O
 from flopgrad.autograd.engine import _inplace_message
+from flopgrad.costs import Cost
 from flopgrad.dispatch import apply
 from flopgrad.tensor import Tensor
 
@@ -173,7 +174,7 @@ class Function:
         user_cost = getattr(cls, "cost", None)
         op = O.Op(cls.__name__, forward, vjp=vjp, jvp=jvp_rule, uses=())
         if user_cost is not None:
-            op.cost = lambda out, ins, p: tuple(user_cost(out, ins))
+            op.cost = lambda out, ins, p: Cost(*user_cost(out, ins))
         else:
             op.unknown_cost = True
         return op
