@@ -2,7 +2,7 @@
 
 `apply(op, args, params)` computes a primitive on backend arrays, records the graph node
 that reverse mode needs, computes the forward-mode tangent when one is being carried, and
-tells every listening ledger about the op. Nothing else in flopgrad executes an op.
+tells every listener (flopgrad.hooks) about the op. Nothing else in flopgrad executes an op.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Mode:
     def __init__(self):
         self.grad_enabled = True
         self.forward_ad = 0  # >0 while fg.jvp carries tangents
-        self.listeners: tuple = ()  # active ledgers (flopgrad.ledger.Ledger)
+        self.listeners: tuple = ()  # flopgrad.hooks listeners (a profile's Ledger, ...)
         self.phase = "forward"
         self.scope = ""  # dotted path of the enclosing fg.scope()s
         self.meta = False  # inside fg.meta(): factories make meta tensors
@@ -197,8 +197,8 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     if type(out) is not _ndarray and type(out) is not MetaArray:
         out = np.asarray(out)  # ufuncs return NumPy scalars for 0-d results
     if listening:
-        for ledger in listening:
-            ledger.on_op(op, args, arrays, out, params, start)
+        for listener in listening:
+            listener.on_op(op, args, arrays, out, params, start)
     if op.inplace:
         args[0]._version[0] += 1
         return args[0]
@@ -275,8 +275,8 @@ def _record(op: Op, args, arrays, out, params, parents, out_version, mode_: Mode
     node.weight_level = 0
     if mode_.listeners:
         node.weight_level = _weight_level_of_inputs(args, params)
-        for ledger in mode_.listeners:
-            ledger.on_saved(node)
+        for listener in mode_.listeners:
+            listener.on_saved(node)
     return node
 
 
@@ -333,18 +333,18 @@ _ARRAYS = (np.ndarray, MetaArray)
 
 
 def release(node: Node) -> None:
-    """Free what a node saved, once its backward has run (listening ledgers are told)."""
-    for ledger in _per_thread.mode.listeners:
-        ledger.on_release(node)
+    """Free what a node saved, once its backward has run (listeners are told)."""
+    for listener in _per_thread.mode.listeners:
+        listener.on_release(node)
     node.released = node.saved is not None or node.out_data is not None
     node.saved = node.out_data = None
 
 
 def track_alloc(arr: np.ndarray, category: str = "activations") -> None:
-    """Tell listening ledgers about an array made outside dispatch (factories, .grad copies),
+    """Tell listeners about an array made outside dispatch (factories, .grad copies),
     or that a known array is a parameter, a gradient or optimizer state."""
-    for ledger in _per_thread.mode.listeners:
-        ledger.on_alloc(arr, category)
+    for listener in _per_thread.mode.listeners:
+        listener.on_alloc(arr, category)
 
 
 class _Primals:

@@ -1,10 +1,12 @@
-"""The cost ledger: listens to dispatch and turns every executed primitive into a bill line.
+"""The cost ledger: a listener (flopgrad.hooks) that turns every executed primitive into a
+bill line.
 
 While a ledger listens, each op appends one tuple of shapes and context (phase, role,
-scope); FLOPs and bytes are computed from the op's cost formula only when the ledger is
-read. With memory tracking on, the ledger also follows every array it sees from creation
-to release (live bytes, peak, timeline) and every array saved for backward (deduplicated
-by underlying buffer, released when the node's backward has run).
+scope) in the order of `Event`'s fields; FLOPs and bytes are computed from the op's cost
+formula (flopgrad.costs) only when the ledger is read (flopgrad.report.Bill). With memory
+tracking on, the ledger also follows every array it sees from creation to release (live
+bytes, peak, timeline) and every array saved for backward (deduplicated by underlying
+buffer, released when the node's backward has run).
 """
 
 from __future__ import annotations

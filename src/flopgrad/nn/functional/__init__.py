@@ -1,7 +1,7 @@
 """Neural-network functions (PyTorch's torch.nn.functional), one module per family.
 
 Most are compositions of flopgrad's primitives (`flopgrad.ops`), billed as the ops they
-run. Some are primitives of their own in ops.py, each with its own cost and derivative
+run. Some are primitives of their own in flopgrad.ops, each with its own cost and derivative
 rules: `relu` and constant `pad` (one NumPy call each), and, fused as PyTorch's kernels
 are, `linear` (GEMM plus bias, billed as matmul), `gelu`, `softmax`, `log_softmax`,
 `layer_norm` and `cross_entropy` (in its common case: class indices over (N, C) logits, no
