@@ -25,60 +25,11 @@ from flopgrad.dtypes import (  # noqa: F401  (re-exported: fg.float32, tensor.as
     int32,
     int64,
 )
-
-
-def _wrap(d, ndim: int, name: str) -> int:
-    """One dim in [0, ndim), from PyTorch's range [-ndim, ndim - 1] (a 0-d tensor has the
-    dims -1 and 0); out of range is an IndexError with PyTorch's message, a bool a TypeError."""
-    if type(d) is not int:
-        if isinstance(d, bool) or not isinstance(d, int | np.integer):
-            raise TypeError(f"{name}: dim must be an int, got {type(d).__name__} {d!r}")
-        d = int(d)
-    n = ndim if ndim > 0 else 1
-    if d < -n or d >= n:
-        raise IndexError(f"{name}: Dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {d})")
-    return d + n if d < 0 else d
-
-
-def _dims(dim, axis, ndim: int, name: str):
-    """Resolve PyTorch's `dim` or NumPy's `axis` into a sorted tuple of non-negative axes
-    (None: every dim; () for a 0-d tensor, whose only dims are -1 and 0)."""
-    if axis is not None:
-        if dim is not None:
-            raise TypeError(f"{name}: pass either dim or axis, not both")
-        dim = axis
-    if dim is None:
-        return None
-    if type(dim) is int or isinstance(dim, bool | np.integer):
-        d = _wrap(dim, ndim, name)
-        return (d,) if ndim else ()
-    out = sorted(_wrap(d, ndim, name) for d in dim)
-    for a, b in zip(out, out[1:], strict=False):
-        if a == b:
-            raise ValueError(f"{name}: dim {a} appears multiple times in the list of dims")
-    return tuple(out) if ndim else ()
+from flopgrad.tensor._dims import _dims, _one_dim, _shape_arg, _wrap_dim
 
 
 def _keep(keepdim, keepdims) -> bool:
     return bool(keepdims) if keepdims is not None else bool(keepdim)
-
-
-def _one_dim(dim, axis, ndim, name) -> int:
-    """Exactly one dim, in [0, ndim) (0 for a 0-d tensor)."""
-    if axis is not None:
-        if dim is not None:
-            raise TypeError(f"{name}: pass either dim or axis, not both")
-        dim = axis
-    if dim is None or not isinstance(dim, int | np.integer):
-        raise TypeError(f"{name}: needs exactly one dim, got {dim!r}")
-    return _wrap(dim, ndim, name)
-
-
-def _shape_arg(shape) -> tuple:
-    if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
-        shape = shape[0]
-    return tuple(int(s) for s in shape)
 
 
 class Tensor:
@@ -1232,7 +1183,7 @@ class Tensor:
         >>> fg.zeros(2, 3, 4).flatten(1).shape
         (2, 12)
         """
-        s, e = _wrap(start_dim, self.ndim, "flatten"), _wrap(end_dim, self.ndim, "flatten")
+        s, e = _wrap_dim(start_dim, self.ndim, "flatten"), _wrap_dim(end_dim, self.ndim, "flatten")
         if s > e:
             raise dispatch.ShapeError(
                 f"flatten: start_dim {start_dim} cannot come after end_dim {end_dim}")
@@ -1251,7 +1202,7 @@ class Tensor:
         dims = _shape_arg(dims)
         if len(dims) != self.ndim:
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
-        dims = tuple(_wrap(d, self.ndim, "permute") for d in dims)
+        dims = tuple(_wrap_dim(d, self.ndim, "permute") for d in dims)
         if len(set(dims)) != len(dims):
             raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims")
         if dims == tuple(range(self.ndim)):
@@ -1265,7 +1216,7 @@ class Tensor:
         >>> fg.zeros(2, 3, 4).transpose(0, 2).shape
         (4, 3, 2)
         """
-        d0, d1 = _wrap(dim0, self.ndim, "transpose"), _wrap(dim1, self.ndim, "transpose")
+        d0, d1 = _wrap_dim(dim0, self.ndim, "transpose"), _wrap_dim(dim1, self.ndim, "transpose")
         if self.ndim == 0:
             return self
         order = list(range(self.ndim))
@@ -1309,7 +1260,7 @@ class Tensor:
         >>> fg.zeros(2, 3).unsqueeze(1).shape
         (2, 1, 3)
         """
-        d = _wrap(dim, self.ndim + 1, "unsqueeze")
+        d = _wrap_dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def expand(self, *sizes):
@@ -1421,7 +1372,7 @@ class Tensor:
         if self.ndim == 0:  # torch: a 0-d tensor has no dim to roll along (dims=None is fine)
             raise IndexError(f"roll: dimension specified as {dims[0]} but the tensor has no "
                              "dimensions")
-        dims = tuple(_wrap(d, self.ndim, "roll") for d in dims)
+        dims = tuple(_wrap_dim(d, self.ndim, "roll") for d in dims)
         return apply(O.ROLL, (self,), (shifts, dims))
 
     def split(self, split_size_or_sections, dim: int = 0):
@@ -1830,7 +1781,7 @@ def cat(tensors: Sequence, dim: int = 0) -> Tensor:
             raise dispatch.ShapeError(
                 f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated; "
                 "use fg.stack or unsqueeze it first")
-    d = _wrap(dim, tensors[0].ndim, "cat")
+    d = _wrap_dim(dim, tensors[0].ndim, "cat")
     return apply(O.CAT, tuple(tensors), (d,))
 
 
@@ -1851,7 +1802,7 @@ def stack(tensors: Sequence, dim: int = 0) -> Tensor:
         if x.shape != tensors[0].shape:
             raise dispatch.ShapeError(f"stack: expects tensors of one shape, got "
                                       f"{tensors[0].shape} at 0 and {x.shape} at {i}")
-    d = _wrap(dim, tensors[0].ndim + 1, "stack")
+    d = _wrap_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([x.unsqueeze(d) for x in tensors], d)
 
 
@@ -1864,7 +1815,7 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     """
     if x.ndim == 0:
         raise dispatch.ShapeError("split: a 0-d tensor cannot be split; it has no dims")
-    d = _wrap(dim, x.ndim, "split")
+    d = _wrap_dim(dim, x.ndim, "split")
     n = x.shape[d]
     if isinstance(split_size_or_sections, int | np.integer):
         step = int(split_size_or_sections)
@@ -1896,7 +1847,7 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
         raise ValueError(f"chunk: expects chunks to be a positive int, got {chunks!r}")
     if x.ndim == 0:
         raise dispatch.ShapeError("chunk: a 0-d tensor cannot be chunked; it has no dims")
-    n = x.shape[_wrap(dim, x.ndim, "chunk")]
+    n = x.shape[_wrap_dim(dim, x.ndim, "chunk")]
     if n == 0:  # PyTorch: `chunks` empty pieces
         return (x,) * int(chunks)
     return split(x, -(-n // chunks), dim)
@@ -1929,7 +1880,7 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
     [[3, 2]]
     """
     idx = _index_array(index)
-    d = _wrap(dim, x.ndim, "gather")
+    d = _wrap_dim(dim, x.ndim, "gather")
     if x.ndim == 0:  # a 0-d tensor is gathered as one of 1 element
         return gather(x.reshape(1), 0, _flat(idx)).reshape(idx.shape)
     _same_ndim(x, idx, "gather")
@@ -1951,7 +1902,7 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     [[0.0, 2.0], [1.0, 1.0]]
     """
     idx = _index_array(index)
-    d = _wrap(dim, x.ndim, "scatter_add")
+    d = _wrap_dim(dim, x.ndim, "scatter_add")
     src = _t(src)
     if src.dtype != x.dtype:
         raise TypeError(f"scatter_add: src has dtype {src.dtype}, the tensor {x.dtype}; they "
@@ -1973,7 +1924,7 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
     [[1, 3], [4, 6]]
     """
     idx = _index_array(index)
-    d = _wrap(dim, x.ndim, "index_select")
+    d = _wrap_dim(dim, x.ndim, "index_select")
     if len(idx.shape) > 1:
         raise dispatch.ShapeError(f"index_select: the index must be 0-d or 1-D, got shape "
                                   f"{tuple(idx.shape)}")
