@@ -13,17 +13,13 @@ from flopgrad import dispatch
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray
 from flopgrad.dispatch import apply
+from flopgrad.tensor._base import _data_of
 from flopgrad.tensor._dims import _wrap_dim
 
 # The Tensor class. The mixins it is built from call these functions, so they import this
 # module before the class exists; flopgrad.tensor binds the name once it does (as it binds
 # dispatch.Tensor).
 Tensor: Any = None
-
-
-def _data_of(x):
-    return x._data if isinstance(x, Tensor) else x
-
 
 
 def _t(x) -> Tensor:
