@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-import math
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,7 @@ from flopgrad.dtypes import (  # noqa: F401  (re-exported: fg.float32, tensor.as
 )
 from flopgrad.tensor import functions
 from flopgrad.tensor._base import TensorBase
-from flopgrad.tensor._dims import _dims, _one_dim, _shape_arg
+from flopgrad.tensor._dims import _shape_arg
 from flopgrad.tensor.functions import (
     _data_of,
     _div_round,
@@ -47,14 +45,11 @@ from flopgrad.tensor.functions import (
     stack,
     where,
 )
+from flopgrad.tensor.reduce import MinMax, ReductionMixin
 from flopgrad.tensor.shape import ShapeMixin
 
 
-def _keep(keepdim, keepdims) -> bool:
-    return bool(keepdims) if keepdims is not None else bool(keepdim)
-
-
-class Tensor(ShapeMixin, TensorBase):
+class Tensor(ReductionMixin, ShapeMixin, TensorBase):
     """An n-dimensional array that records the ops applied to it for differentiation.
 
     >>> import flopgrad as fg
@@ -543,246 +538,6 @@ class Tensor(ShapeMixin, TensorBase):
         """
         return where(cond, self, other)
 
-    # ------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
-        """Sum over `dim` (all dims by default).
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([[1.0, 2.0], [3.0, 4.0]])
-        >>> x.sum().item(), x.sum(0).tolist()
-        (10.0, [4.0, 6.0])
-        """
-        x = self if dtype is None else self.to(dtype)
-        if x._data.dtype.kind == "b":
-            x = x.long()
-        return apply(O.SUM, (x,), (_dims(dim, axis, x.ndim, "sum"), _keep(keepdim, keepdims)))
-
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
-        """Arithmetic mean over `dim`.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).mean(1).tolist()
-        [1.5, 3.5]
-        """
-        x = self if dtype is None else self.to(dtype)
-        if x._data.dtype.kind not in "fc":
-            raise TypeError(f"mean: needs a floating-point tensor (or a floating dtype=), got "
-                            f"{x.dtype}; convert it with .float() first")
-        dims = _dims(dim, axis, x.ndim, "mean")
-        return _sum_div(x, dims, _keep(keepdim, keepdims), _count(x.shape, dims))
-
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        """Variance with Bessel's correction by default (PyTorch: correction=1), with
-        PyTorch's arguments: var(dim, unbiased, keepdim), var(unbiased) or
-        var(dim, correction=..., keepdim=...); correction=None is the default.
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([1.0, 3.0])
-        >>> x.var().item(), x.var(correction=0).item(), x.var(False).item()
-        (2.0, 1.0, 1.0)
-        """
-        dims, c = _var_args(self, dim, unbiased, correction, axis, "var")
-        n = _count(self.shape, dims)
-        centered = self - self.mean(dims, keepdim=True)
-        return _sum_div(centered * centered, dims, _keep(keepdim, keepdims),
-                        builtins.max(n - c, 0))
-
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        """Standard deviation (square root of var, same arguments); zero gradient where it
-        is 0, as in PyTorch.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 3.0, 5.0]).std().item()
-        2.0
-        """
-        v = self.var(dim, unbiased, keepdim, correction=correction, axis=axis,
-                     keepdims=keepdims)
-        zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
-        return where(zero, 0.0, where(zero, 1.0, v).sqrt())
-
-    def prod(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
-        """Product over `dim` (exact gradients even with zeros), in `dtype` when given.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1).tolist()
-        [2.0, 12.0]
-        """
-        if dtype is not None:
-            return self.to(dtype).prod(dim, keepdim, axis=axis, keepdims=keepdims)
-        return apply(O.PROD, (self,), (_dims(dim, axis, self.ndim, "prod"),
-                                       _keep(keepdim, keepdims)))
-
-    def all(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Whether every element (along `dim`) is non-zero; a bool tensor, no gradient.
-
-        >>> import flopgrad as fg
-        >>> bool(fg.tensor([1.0, 2.0]).all()), fg.tensor([[0, 1], [1, 1]]).all(1).tolist()
-        (True, [False, True])
-        """
-        return apply(O.ALL, (self,), (_dims(dim, axis, self.ndim, "all"),
-                                      _keep(keepdim, keepdims)))
-
-    def any(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Whether any element (along `dim`) is non-zero; a bool tensor, no gradient.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[0, 0], [0, 1]]).any(1).tolist()
-        [False, True]
-        """
-        return apply(O.ANY, (self,), (_dims(dim, axis, self.ndim, "any"),
-                                      _keep(keepdim, keepdims)))
-
-    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Maximum over `dim`; tied maxima share the gradient evenly.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amax(0).tolist()
-        [3.0, 5.0]
-        """
-        return apply(O.AMAX, (self,), (_dims(dim, axis, self.ndim, "amax"),
-                                       _keep(keepdim, keepdims)))
-
-    def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Minimum over `dim`; tied minima share the gradient evenly.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amin(0).tolist()
-        [1.0, 2.0]
-        """
-        return apply(O.AMIN, (self,), (_dims(dim, axis, self.ndim, "amin"),
-                                       _keep(keepdim, keepdims)))
-
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch.
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
-        >>> x.max().item(), x.max(1).indices.tolist()
-        (5.0, [1, 0])
-        """
-        return self._extreme(dim, keepdim, axis, keepdims, O.AMAX, O.ARGMAX, "max")
-
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch.
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
-        >>> x.min().item(), x.min(1).values.tolist()
-        (1.0, [1.0, 2.0])
-        """
-        return self._extreme(dim, keepdim, axis, keepdims, O.AMIN, O.ARGMIN, "min")
-
-    def _extreme(self, dim, keepdim, axis, keepdims, reduce_op, arg_op, name):
-        if isinstance(dim, Tensor):  # torch.max(a, b) spelled as a.max(b)
-            return maximum(self, dim) if name == "max" else minimum(self, dim)
-        if dim is None and axis is None:
-            return apply(O.MAX_ALL if name == "max" else O.MIN_ALL, (self,), (None, False))
-        d = _one_dim(dim, axis, self.ndim, name)
-        keep = _keep(keepdim, keepdims)
-        if self.ndim == 0:  # the value itself, at index 0
-            values, idx = self.reshape(1)._extreme(0, False, None, None, reduce_op, arg_op, name)
-            return MinMax(values.reshape(()), idx.reshape(()))
-        idx = apply(arg_op, (self,), (d, True))
-        values = self.gather(d, idx)
-        if not keep:
-            values, idx = values.squeeze(d), idx.squeeze(d)
-        return MinMax(values, idx)
-
-    def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Index of the maximum (flattened when dim is None).
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
-        >>> x.argmax().item(), x.argmax(1).tolist()
-        (1, [1, 0])
-        """
-        return self._arg(O.ARGMAX, dim, keepdim, axis, keepdims, "argmax")
-
-    def argmin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """Index of the minimum (flattened when dim is None).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).argmin(0).tolist()
-        [0, 1]
-        """
-        return self._arg(O.ARGMIN, dim, keepdim, axis, keepdims, "argmin")
-
-    def _arg(self, op, dim, keepdim, axis, keepdims, name):
-        if dim is None and axis is None:  # over the flattened tensor (keepdim: all dims 1)
-            out = apply(op, (self.reshape(-1),), (0, False))
-            return out.reshape((1,) * self.ndim) if _keep(keepdim, keepdims) else out
-        d = _one_dim(dim, axis, self.ndim, name)
-        if self.ndim == 0:
-            return apply(op, (self.reshape(1),), (0, False))
-        return apply(op, (self,), (d, _keep(keepdim, keepdims)))
-
-    def cumsum(self, dim=None, *, axis=None, dtype=None):
-        """Running sum along `dim` (in `dtype` when given).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1, 2, 3]).cumsum(0).tolist()
-        [1, 3, 6]
-        """
-        if dtype is not None:
-            return self.to(dtype).cumsum(dim, axis=axis)
-        d = _one_dim(dim, axis, self.ndim, "cumsum")
-        if self.ndim == 0:  # a 0-d tensor is its own running sum
-            return apply(O.CUMSUM, (self.reshape(1),), (0,)).reshape(())
-        return apply(O.CUMSUM, (self,), (d,))
-
-    def logsumexp(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """log(sum(exp(x))) over `dim`, computed stably.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([100.0, float("-inf")]).logsumexp(0).item()
-        100.0
-        """
-        dims = _dims(dim, axis, self.ndim, "logsumexp")
-        if self._data.size == 0:  # no max to shift by
-            with np.errstate(divide="ignore"):
-                return self.exp().sum(dims, _keep(keepdim, keepdims)).log()  # -inf, as PyTorch
-        m = self.amax(dims, keepdim=True).detach()
-        m = where(m.abs() == float("inf"), 0.0, m)
-        out = (self - m).exp().sum(dims, keepdim=True).log() + m
-        return out if _keep(keepdim, keepdims) else _squeeze_dims(out, dims)
-
-    def softmax(self, dim=None, *, axis=None, dtype=None):
-        """exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability;
-        computed in `dtype` when given.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 1.0, 1.0, 1.0]).softmax().tolist()
-        [0.25, 0.25, 0.25, 0.25]
-        """
-        if dtype is not None:
-            return self.to(dtype).softmax(dim, axis=axis)
-        d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim, "softmax")
-        return apply(O.SOFTMAX, (self,), (d,))
-
-    def log_softmax(self, dim=None, *, axis=None, dtype=None):
-        """x - logsumexp(x) along `dim` (default -1); computed in `dtype` when given.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0, 0.0]).log_softmax().tolist()
-        [-0.6931471824645996, -0.6931471824645996]
-        """
-        if dtype is not None:
-            return self.to(dtype).log_softmax(dim, axis=axis)
-        d = _one_dim(-1 if dim is None and axis is None else dim, axis, self.ndim,
-                     "log_softmax")
-        return apply(O.LOG_SOFTMAX, (self,), (d,))
-
-    def matmul(self, o):
-        """Matrix product (NumPy/PyTorch broadcasting rules).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 2.0]]).matmul(fg.tensor([[3.0], [4.0]])).tolist()
-        [[11.0]]
-        """
-        return matmul(self, o)
-
 
 class Parameter(Tensor):
     """A tensor that is a model weight: requires grad by default, billed as dW in backward.
@@ -813,76 +568,7 @@ class Parameter(Tensor):
 dispatch.Parameter = Parameter
 
 
-class MinMax(tuple):
-    """(values, indices) returned by max(dim)/min(dim), like torch.return_types.
-
-    >>> import flopgrad as fg
-    >>> values, indices = fg.tensor([3.0, 7.0, 5.0]).max(0)
-    >>> values.item(), indices.item()
-    (7.0, 1)
-    """
-
-    def __new__(cls, values, indices):
-        return super().__new__(cls, (values, indices))
-
-    @property
-    def values(self):
-        """The reduced values (item 0).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 4.0]]).max(1).values.tolist()
-        [4.0]
-        """
-        return self[0]
-
-    @property
-    def indices(self):
-        """The positions of the values along the reduced dim (item 1).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([[1.0, 4.0]]).min(1).indices.tolist()
-        [0]
-        """
-        return self[1]
-
-
 dispatch.Tensor = functions.Tensor = Tensor
-
-def _count(shape, dims) -> int:
-    if dims is None:
-        return math.prod(shape)
-    return math.prod([shape[d] for d in dims])
-
-
-def _var_args(x: Tensor, dim, unbiased, correction, axis, name: str):
-    """(dims, correction) from PyTorch's var/std arguments: a bool first argument is
-    `unbiased` (var(False) is the biased variance of everything), correction=None is 1."""
-    if isinstance(dim, bool):
-        if unbiased is not None:
-            raise TypeError(f"{name}: unbiased given twice ({dim!r} and {unbiased!r})")
-        dim, unbiased = None, dim
-    if unbiased is not None and correction is not None:
-        raise TypeError(f"{name}: pass either unbiased or correction, not both")
-    if correction is None:
-        correction = 0 if unbiased is not None and not unbiased else 1
-    return _dims(dim, axis, x.ndim, name), correction
-
-
-def _sum_div(x: Tensor, dims, keep: bool, divisor) -> Tensor:
-    """x summed over dims, divided by a number (mean, var): float16 is summed and divided in
-    float32 and only the result rounded to float16, as PyTorch does (a float16 sum of 70,000
-    values overflows, and so does the count 70,000 itself). Billed as the same sum and
-    division, plus the cast of the result."""
-    if x._data.dtype is float16:
-        return (apply(O.SUM_F32, (x,), (dims, keep)) / divisor).to(float16)
-    return x.sum(dims, keep) / divisor
-
-
-def _squeeze_dims(x: Tensor, dims) -> Tensor:
-    if dims is None:
-        return x.reshape(())
-    return x.reshape(tuple(s for d, s in enumerate(x.shape) if d not in dims))
-
 
 __all__ = [
     "DTYPES", "MinMax", "Parameter", "Tensor", "as_dtype", "bool_", "cat", "chunk", "concat",
