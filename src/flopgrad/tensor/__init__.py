@@ -1,4 +1,15 @@
-"""Tensor: the user-facing array. Every operator delegates to a primitive via dispatch."""
+"""Tensor, the user-facing array, and Parameter. Every op on a tensor delegates to a primitive
+through dispatch.apply. The class is built from one base and three mixins, a module each:
+
+- _base.TensorBase: the state (array, graph node, version counter), attributes, conversions,
+  casts, Tensor._wrap and backward()
+- arithmetic.ArithmeticMixin: operators, named elementwise ops, in-place updates
+- reduce.ReductionMixin: reductions and the ops along one dim, behind @reduction
+- shape.ShapeMixin: reshape, permute, expand, ..., indexing
+
+functions.py holds the module-level functions (fg.cat, fg.where, ...), _dims.py the dim and
+shape argument normalisers, and flopgrad/dtypes.py the dtypes.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +18,12 @@ from typing import Any
 import numpy as np
 
 from flopgrad import dispatch
-from flopgrad import ops as O
-from flopgrad.dispatch import apply, mode
-from flopgrad.dtypes import (  # noqa: F401  (re-exported: fg.float32, tensor.as_dtype)
-    _DEFAULT_FLOAT,
-    DTYPES,
-    _bad_dtype,
-    as_dtype,
-    bool_,
-    float16,
-    float32,
-    float64,
-    int32,
-    int64,
-)
+from flopgrad.dtypes import DTYPES, as_dtype, bool_, float16, float32, float64, int32, int64
 from flopgrad.tensor import functions
 from flopgrad.tensor._base import TensorBase
 from flopgrad.tensor._dims import _shape_arg
+from flopgrad.tensor.arithmetic import ArithmeticMixin
 from flopgrad.tensor.functions import (
-    _data_of,
-    _div_round,
     _t,
     cat,
     chunk,
@@ -48,8 +45,16 @@ from flopgrad.tensor.functions import (
 from flopgrad.tensor.reduce import MinMax, ReductionMixin
 from flopgrad.tensor.shape import ShapeMixin
 
+__all__ = [
+    "DTYPES", "MinMax", "Parameter", "Tensor", "as_dtype", "bool_", "cat", "chunk", "concat",
+    "concatenate", "einsum", "float16", "float32", "float64", "floor_divide", "gather",
+    "index_select", "int32", "int64", "matmul", "maximum", "minimum", "outer", "scatter_add",
+    "split", "stack", "where",
+    "_shape_arg", "_t",  # used by flopgrad.creation and flopgrad.nn
+]
 
-class Tensor(ReductionMixin, ShapeMixin, TensorBase):
+
+class Tensor(ArithmeticMixin, ReductionMixin, ShapeMixin, TensorBase):
     """An n-dimensional array that records the ops applied to it for differentiation.
 
     >>> import flopgrad as fg
@@ -60,483 +65,6 @@ class Tensor(ReductionMixin, ShapeMixin, TensorBase):
     """
 
     __slots__ = ()
-
-    # ------------------------------------------------------------ in place (no graph)
-    def _inplace(self, values: np.ndarray) -> Tensor:
-        if mode().grad_enabled and self.requires_grad:
-            raise RuntimeError(
-                "in-place update of a tensor that requires grad; wrap it in `with fg.no_grad():` "
-                "(as optimizers do) or use the out-of-place op")
-        self._data[...] = values
-        self._version[0] += 1
-        return self
-
-    def add_(self, other, alpha: float = 1) -> Tensor:
-        """In-place `self += alpha * other` (billed; no new memory).
-
-        >>> import flopgrad as fg
-        >>> fg.zeros(2).add_(fg.ones(2), alpha=3)
-        tensor([3., 3.])
-        """
-        return apply(O.ADD_, (self, other), (alpha,))
-
-    def sub_(self, other, alpha: float = 1) -> Tensor:
-        """In-place `self -= alpha * other` (billed; no new memory).
-
-        >>> import flopgrad as fg
-        >>> fg.ones(2).sub_(fg.ones(2), alpha=2).tolist()
-        [-1.0, -1.0]
-        """
-        return apply(O.SUB_, (self, other), (alpha,))
-
-    def mul_(self, other) -> Tensor:
-        """In-place `self *= other` (billed; no new memory).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 2.0]).mul_(3).tolist()
-        [3.0, 6.0]
-        """
-        return apply(O.MUL_, (self, other))
-
-    def div_(self, other) -> Tensor:
-        """In-place `self /= other` (billed; no new memory).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 2.0]).div_(2).tolist()
-        [0.5, 1.0]
-        """
-        return apply(O.DIV_, (self, other))
-
-    def zero_(self) -> Tensor:
-        """In-place fill with zeros.
-
-        >>> import flopgrad as fg
-        >>> fg.ones(2).zero_().tolist()
-        [0.0, 0.0]
-        """
-        return self._inplace(0)
-
-    def fill_(self, value) -> Tensor:
-        """In-place fill with `value`.
-
-        >>> import flopgrad as fg
-        >>> fg.zeros(2).fill_(7).tolist()
-        [7.0, 7.0]
-        """
-        return self._inplace(value)
-
-    def copy_(self, src) -> Tensor:
-        """In-place copy of `src`'s values (broadcast to this shape).
-
-        >>> import flopgrad as fg
-        >>> fg.zeros(2, 2).copy_(fg.tensor([1.0, 2.0])).tolist()
-        [[1.0, 2.0], [1.0, 2.0]]
-        """
-        return self._inplace(_data_of(src))
-
-    # ------------------------------------------------------------ arithmetic
-    def __add__(self, o):
-        return apply(O.ADD, (self, o))
-
-    def __radd__(self, o):
-        return apply(O.ADD, (o, self))
-
-    def __sub__(self, o):
-        return apply(O.SUB, (self, o))
-
-    def __rsub__(self, o):
-        return apply(O.SUB, (o, self))
-
-    def __mul__(self, o):
-        return apply(O.MUL, (self, o))
-
-    def __rmul__(self, o):
-        return apply(O.MUL, (o, self))
-
-    def __truediv__(self, o):
-        return apply(O.DIV, (self, o))
-
-    def __rtruediv__(self, o):
-        return apply(O.DIV, (o, self))
-
-    def __pow__(self, o):
-        if isinstance(o, int | float | np.number):
-            return apply(O.POW_SCALAR, (self,), (o,))
-        return apply(O.POW, (self, o))
-
-    def __rpow__(self, o):
-        return apply(O.POW, (o, self))
-
-    def __neg__(self):
-        return apply(O.NEG, (self,))
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return apply(O.ABS, (self,))
-
-    def __matmul__(self, o):
-        return matmul(self, o)
-
-    def __rmatmul__(self, o):
-        return matmul(o, self)
-
-    __hash__ = object.__hash__  # defining __eq__ would otherwise make tensors unhashable
-
-    def __eq__(self, o):  # type: ignore[override]
-        return apply(O.EQ, (self, o))
-
-    def __ne__(self, o):  # type: ignore[override]
-        return apply(O.NE, (self, o))
-
-    def __lt__(self, o):
-        return apply(O.LT, (self, o))
-
-    def __le__(self, o):
-        return apply(O.LE, (self, o))
-
-    def __gt__(self, o):
-        return apply(O.GT, (self, o))
-
-    def __ge__(self, o):
-        return apply(O.GE, (self, o))
-
-    def __and__(self, o):
-        return apply(O.LOGICAL_AND, (self, o))
-
-    def __or__(self, o):
-        return apply(O.LOGICAL_OR, (self, o))
-
-    def __invert__(self):
-        return apply(O.LOGICAL_NOT, (self,))
-
-    # ------------------------------------------------------------ named elementwise ops
-    def add(self, o, alpha: float = 1):
-        """self + alpha * o.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 2.0]).add(fg.ones(2), alpha=10).tolist()
-        [11.0, 12.0]
-        """
-        return self + (o * alpha if alpha != 1 else o)
-
-    def sub(self, o, alpha: float = 1):
-        """self - alpha * o.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 2.0]).sub(1).tolist()
-        [0.0, 1.0]
-        """
-        return self - (o * alpha if alpha != 1 else o)
-
-    def mul(self, o):
-        """Elementwise product.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 2.0]).mul(fg.tensor([3.0, 4.0])).tolist()
-        [3.0, 8.0]
-        """
-        return self * o
-
-    def div(self, o, *, rounding_mode: str | None = None):
-        """Elementwise quotient; rounding_mode "trunc" or "floor" rounds it (PyTorch's
-        semantics: integers stay integers, and the gradient is zero).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 3.0]).div(2).tolist()
-        [0.5, 1.5]
-        >>> x = fg.tensor([-7.0, 7.0])
-        >>> x.div(2, rounding_mode="trunc").tolist(), x.div(2, rounding_mode="floor").tolist()
-        ([-3.0, 3.0], [-4.0, 3.0])
-        """
-        if rounding_mode is None:
-            return self / o
-        return _div_round(self, o, rounding_mode)
-
-    divide = true_divide = div
-
-    def floor_divide(self, o):
-        """Floor of the quotient (PyTorch's floor_divide, `//`); zero gradient.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-7, 7]).floor_divide(2).tolist()
-        [-4, 3]
-        """
-        return _div_round(self, o, "floor")
-
-    def __floordiv__(self, o):
-        return _div_round(self, o, "floor")
-
-    def __rfloordiv__(self, o):
-        return _div_round(o, self, "floor")
-
-    def floor(self):
-        """Round down (zero gradient, as in PyTorch).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-1.5, 1.5]).floor().tolist()
-        [-2.0, 1.0]
-        """
-        return apply(O.FLOOR, (self,))
-
-    def ceil(self):
-        """Round up (zero gradient).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-1.5, 1.5]).ceil().tolist()
-        [-1.0, 2.0]
-        """
-        return apply(O.CEIL, (self,))
-
-    def trunc(self):
-        """Round towards zero (zero gradient).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-1.5, 1.5]).trunc().tolist()
-        [-1.0, 1.0]
-        """
-        return apply(O.TRUNC, (self,))
-
-    def round(self, decimals: int = 0):
-        """Round half to even, to `decimals` places (zero gradient).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.5, 1.5, 2.5]).round().tolist()
-        [0.0, 2.0, 2.0]
-        >>> fg.tensor([2.25], dtype="float64").round(1).tolist()
-        [2.2]
-        """
-        return apply(O.ROUND, (self,), (int(decimals),))
-
-    def pow(self, o):
-        """Elementwise power (scalar or tensor exponent).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([2.0, 3.0]).pow(2).tolist()
-        [4.0, 9.0]
-        """
-        return self ** o
-
-    def neg(self):
-        """-self.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, -2.0]).neg().tolist()
-        [-1.0, 2.0]
-        """
-        return -self
-
-    def exp(self):
-        """e**x.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).exp().item()
-        1.0
-        """
-        return apply(O.EXP, (self,))
-
-    def log(self):
-        """Natural logarithm (log(0) = -inf, log(x<0) = nan, as in PyTorch).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0]).log().item()
-        0.0
-        """
-        return apply(O.LOG, (self,))
-
-    def log1p(self):
-        """log(1 + x), accurate near 0.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).log1p().item()
-        0.0
-        """
-        return apply(O.LOG1P, (self,))
-
-    def sqrt(self):
-        """Square root.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([4.0, 9.0]).sqrt().tolist()
-        [2.0, 3.0]
-        """
-        return apply(O.SQRT, (self,))
-
-    def rsqrt(self):
-        """1 / sqrt(x).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([4.0]).rsqrt().item()
-        0.5
-        """
-        return apply(O.RSQRT, (self,))
-
-    def abs(self):
-        """|x| (gradient 0 at 0, as in PyTorch).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-1.5, 2.0]).abs().tolist()
-        [1.5, 2.0]
-        """
-        return apply(O.ABS, (self,))
-
-    def sign(self):
-        """-1, 0 or 1 (no gradient).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-2.0, 0.0, 3.0]).sign().tolist()
-        [-1.0, 0.0, 1.0]
-        """
-        return apply(O.SIGN, (self,))
-
-    def sin(self):
-        """Sine.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).sin().item()
-        0.0
-        """
-        return apply(O.SIN, (self,))
-
-    def cos(self):
-        """Cosine.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).cos().item()
-        1.0
-        """
-        return apply(O.COS, (self,))
-
-    def tanh(self):
-        """Hyperbolic tangent.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).tanh().item()
-        0.0
-        """
-        return apply(O.TANH, (self,))
-
-    def sigmoid(self):
-        """1 / (1 + exp(-x)).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).sigmoid().item()
-        0.5
-        """
-        return apply(O.SIGMOID, (self,))
-
-    def relu(self):
-        """max(x, 0).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-1.0, 2.0]).relu().tolist()
-        [0.0, 2.0]
-        """
-        return apply(O.RELU, (self,))
-
-    def erf(self):
-        """The error function.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0]).erf().item()
-        0.0
-        """
-        return apply(O.ERF, (self,))
-
-    def square(self):
-        """x ** 2.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-3.0]).square().item()
-        9.0
-        """
-        return apply(O.POW_SCALAR, (self,), (2,))
-
-    def clamp(self, min=None, max=None):
-        """Clip into [min, max]; the gradient is 1 inside (bounds included), 0 outside.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([-2.0, 0.5, 3.0]).clamp(0, 1).tolist()
-        [0.0, 0.5, 1.0]
-        """
-        if isinstance(min, Tensor) or isinstance(max, Tensor):
-            return apply(O.CLAMP_T, (self, min, max))
-        if min is None and max is None:
-            raise ValueError("clamp: give at least one of min and max")
-        return apply(O.CLAMP, (self,), (min, max))
-
-    clip = clamp
-
-    def maximum(self, o):
-        """Elementwise max (ties split the gradient evenly, as in PyTorch).
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 4.0]).maximum(fg.tensor([3.0, 2.0])).tolist()
-        [3.0, 4.0]
-        """
-        return maximum(self, o)
-
-    def minimum(self, o):
-        """Elementwise min.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0, 4.0]).minimum(fg.tensor([3.0, 2.0])).tolist()
-        [1.0, 2.0]
-        """
-        return minimum(self, o)
-
-    def masked_fill(self, mask, value):
-        """Replace entries where `mask` is True by `value`.
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([1.0, 2.0, 3.0])
-        >>> x.masked_fill(x > 1.5, 0.0).tolist()
-        [1.0, 0.0, 0.0]
-        """
-        if isinstance(value, Tensor) and value.ndim != 0:
-            raise ValueError(f"masked_fill: the value must be a number or a 0-d tensor, got "
-                             f"shape {value.shape}")
-        if isinstance(value, complex) and self._data.dtype.kind != "c":
-            raise TypeError(f"masked_fill: a complex value cannot fill a {self.dtype} tensor")
-        return where(mask, value, self)
-
-    def tril(self, diagonal: int = 0):
-        """The lower triangle of the last two dims (from `diagonal` on), zeros above.
-
-        >>> import flopgrad as fg
-        >>> fg.ones(2, 3).tril().tolist()
-        [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
-        """
-        return self._triangle(diagonal, "tril")
-
-    def triu(self, diagonal: int = 0):
-        """The upper triangle of the last two dims (from `diagonal` on), zeros below.
-
-        >>> import flopgrad as fg
-        >>> fg.ones(2, 3).triu(1).tolist()
-        [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]
-        """
-        return self._triangle(diagonal, "triu")
-
-    def _triangle(self, diagonal, name):
-        if self.ndim < 2:
-            raise ValueError(f"{name}: the tensor needs at least 2 dims, got shape {self.shape}")
-        rows, cols = self.shape[-2:]
-        keep = np.tri(rows, cols, diagonal, dtype=bool)
-        if name == "triu":
-            keep = ~np.tri(rows, cols, diagonal - 1, dtype=bool)
-        return where(Tensor(keep), self, self._data.dtype.type(0))
-
-    def where(self, cond, other):
-        """self where cond else other (PyTorch's Tensor.where).
-
-        >>> import flopgrad as fg
-        >>> x = fg.tensor([1.0, -2.0])
-        >>> x.where(x > 0, 0.0).tolist()
-        [1.0, 0.0]
-        """
-        return where(cond, self, other)
 
 
 class Parameter(Tensor):
@@ -558,23 +86,14 @@ class Parameter(Tensor):
 
     @classmethod
     def _wrap(cls, data, node=None, version=None, tangent=None) -> Tensor:
-        # what is made from a Parameter (x.detach(), an op's output) is a plain Tensor
+        # what a Parameter's own methods make (p.detach(), p.to("meta")) is a plain Tensor
         return Tensor._wrap(data, node, version, tangent)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
 
-dispatch.Parameter = Parameter
-
-
+# dispatch (below this package) and functions (which the mixins import before Tensor exists)
+# build tensors: they get the class here
 dispatch.Tensor = functions.Tensor = Tensor
-
-__all__ = [
-    "DTYPES", "MinMax", "Parameter", "Tensor", "as_dtype", "bool_", "cat", "chunk", "concat",
-    "concatenate", "einsum", "float16", "float32", "float64", "floor_divide", "gather",
-    "index_select", "int32", "int64", "matmul", "maximum", "minimum", "outer", "scatter_add",
-    "split", "stack", "where",
-    "_shape_arg", "_t",  # used by flopgrad.creation and flopgrad.nn
-]
-
+dispatch.Parameter = Parameter

@@ -20,7 +20,7 @@ _new = object.__new__
 
 def _cast(name: str, dtype: type, doc: str):
     """The method x.<name>(), which is x.to(dtype), with the docstring `doc`."""
-    def cast(self) -> TensorBase:
+    def cast(self) -> Tensor:
         return self.to(dtype)
 
     cast.__name__, cast.__qualname__, cast.__doc__ = name, f"TensorBase.{name}", doc

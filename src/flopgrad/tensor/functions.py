@@ -13,17 +13,16 @@ from flopgrad import dispatch
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray
 from flopgrad.dispatch import apply
-from flopgrad.tensor._base import _data_of
+from flopgrad.tensor._base import TensorBase, _data_of
 from flopgrad.tensor._dims import _wrap_dim
 
-# The Tensor class. The mixins it is built from call these functions, so they import this
-# module before the class exists; flopgrad.tensor binds the name once it does (as it binds
-# dispatch.Tensor).
+# The Tensor class, to make tensors of numbers and arrays. The mixins it is built from import
+# this module, so it comes before the class: flopgrad.tensor sets it, as it sets dispatch.Tensor.
 Tensor: Any = None
 
 
 def _t(x) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
+    return x if isinstance(x, TensorBase) else Tensor(x)
 
 
 def matmul(a, b) -> Tensor:
@@ -98,10 +97,10 @@ def where(cond, x, y) -> Tensor:
     >>> fg.where(fg.tensor([True, False]), fg.ones(2), fg.zeros(2)).tolist()
     [1.0, 0.0]
     """
-    c = cond if isinstance(cond, Tensor) else Tensor(np.asarray(cond, dtype=bool))
+    c = cond if isinstance(cond, TensorBase) else Tensor(np.asarray(cond, dtype=bool))
     if c._data.dtype != np.bool_:
         c = c.bool()
-    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+    if not isinstance(x, TensorBase) and not isinstance(y, TensorBase):
         x = Tensor(x)  # two Python numbers: the default dtypes (float32), as in PyTorch
     return apply(O.WHERE, (c, x, y))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -106,7 +107,8 @@ def _applies(op: Op, name: str, doc: str) -> Callable:
     def impl(x: Tensor, *params: Any) -> Tensor:
         return apply(op, (x,), params)
 
-    impl.__name__, impl.__qualname__, impl.__doc__ = name, f"ReductionMixin.{name}", doc
+    impl.__name__, impl.__qualname__ = name, f"ReductionMixin.{name}"
+    impl.__doc__ = inspect.cleandoc(doc)  # the docstrings below start on their second line
     return impl
 
 
@@ -170,40 +172,40 @@ class ReductionMixin:
         zero = v == 0  # sqrt's derivative is inf there: route around it, not through 0 * inf
         return where(zero, 0.0, where(zero, 1.0, v).sqrt())
 
-    prod = reduction(_applies(O.PROD, "prod", """Product over `dim` (exact gradients even with
-        zeros), in `dtype` when given.
+    prod = reduction(_applies(O.PROD, "prod", """
+        Product over `dim` (exact gradients even with zeros), in `dtype` when given.
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1).tolist()
         [2.0, 12.0]
         """), dtype=True)
 
-    all = reduction(_applies(O.ALL, "all", """Whether every element (along `dim`) is non-zero;
-        a bool tensor, no gradient.
+    all = reduction(_applies(O.ALL, "all", """
+        Whether every element (along `dim`) is non-zero; a bool tensor, no gradient.
 
         >>> import flopgrad as fg
         >>> bool(fg.tensor([1.0, 2.0]).all()), fg.tensor([[0, 1], [1, 1]]).all(1).tolist()
         (True, [False, True])
         """))
 
-    any = reduction(_applies(O.ANY, "any", """Whether any element (along `dim`) is non-zero;
-        a bool tensor, no gradient.
+    any = reduction(_applies(O.ANY, "any", """
+        Whether any element (along `dim`) is non-zero; a bool tensor, no gradient.
 
         >>> import flopgrad as fg
         >>> fg.tensor([[0, 0], [0, 1]]).any(1).tolist()
         [False, True]
         """))
 
-    amax = reduction(_applies(O.AMAX, "amax", """Maximum over `dim`; tied maxima share the
-        gradient evenly.
+    amax = reduction(_applies(O.AMAX, "amax", """
+        Maximum over `dim`; tied maxima share the gradient evenly.
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amax(0).tolist()
         [3.0, 5.0]
         """))
 
-    amin = reduction(_applies(O.AMIN, "amin", """Minimum over `dim`; tied minima share the
-        gradient evenly.
+    amin = reduction(_applies(O.AMIN, "amin", """
+        Minimum over `dim`; tied minima share the gradient evenly.
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 5.0], [3.0, 2.0]]).amin(0).tolist()
@@ -286,16 +288,17 @@ class ReductionMixin:
             return apply(O.CUMSUM, (self.reshape(1),), (0,)).reshape(())
         return apply(O.CUMSUM, (self,), (dim,))
 
-    softmax = reduction(_applies(O.SOFTMAX, "softmax", """exp(x) / sum(exp(x)) along `dim`
-        (default -1), shifted by the max for stability; computed in `dtype` when given.
+    softmax = reduction(_applies(O.SOFTMAX, "softmax", """
+        exp(x) / sum(exp(x)) along `dim` (default -1), shifted by the max for stability;
+        computed in `dtype` when given.
 
         >>> import flopgrad as fg
         >>> fg.tensor([1.0, 1.0, 1.0, 1.0]).softmax().tolist()
         [0.25, 0.25, 0.25, 0.25]
         """), dims="along", dtype=True, default=-1)
 
-    log_softmax = reduction(_applies(O.LOG_SOFTMAX, "log_softmax", """x - logsumexp(x) along
-        `dim` (default -1); computed in `dtype` when given.
+    log_softmax = reduction(_applies(O.LOG_SOFTMAX, "log_softmax", """
+        x - logsumexp(x) along `dim` (default -1); computed in `dtype` when given.
 
         >>> import flopgrad as fg
         >>> fg.tensor([0.0, 0.0]).log_softmax().tolist()
@@ -315,15 +318,16 @@ class MinMax(tuple):
     def __new__(cls, values: Tensor, indices: Tensor) -> MinMax:
         return super().__new__(cls, (values, indices))
 
-    values = property(operator.itemgetter(0), doc="""The reduced values (item 0).
+    values = property(operator.itemgetter(0), doc="""
+        The reduced values (item 0).
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 4.0]]).max(1).values.tolist()
         [4.0]
         """)
 
-    indices = property(operator.itemgetter(1), doc="""The positions of the values along the
-        reduced dim (item 1).
+    indices = property(operator.itemgetter(1), doc="""
+        The positions of the values along the reduced dim (item 1).
 
         >>> import flopgrad as fg
         >>> fg.tensor([[1.0, 4.0]]).min(1).indices.tolist()
