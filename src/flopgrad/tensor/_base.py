@@ -13,17 +13,25 @@ from flopgrad.dispatch import apply, saw_meta
 from flopgrad.dtypes import _DEFAULT_FLOAT, _bad_dtype, as_dtype
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flopgrad.dispatch import Node
     from flopgrad.tensor import Tensor
+
+    # what an op takes where a tensor goes: a tensor, an array or a Python number
+    Operand = Tensor | np.ndarray | float | int | bool
 
 _new = object.__new__
 
 
-def _cast(name: str, dtype: type, doc: str):
-    """The method x.<name>(), which is x.to(dtype), with the docstring `doc`."""
+def _cast(name: str, dtype: type, example: str, result: str):
+    """The method x.<name>(), which is x.to(dtype), documented with an example and its result."""
     def cast(self) -> Tensor:
         return self.to(dtype)
 
-    cast.__name__, cast.__qualname__, cast.__doc__ = name, f"TensorBase.{name}", doc
+    cast.__name__, cast.__qualname__ = name, f"TensorBase.{name}"
+    cast.__doc__ = (f"Cast to {np.dtype(dtype).name}.\n\n    >>> import flopgrad as fg\n"
+                    f"    >>> {example}\n    {result}\n    ")
     return cast
 
 
@@ -33,7 +41,7 @@ class TensorBase:
     __slots__ = ("_data", "_node", "requires_grad", "grad", "_tangent", "_version", "__weakref__")
     __array_priority__ = 1000  # numpy scalars and arrays defer to our operators
 
-    def __init__(self, data: Any, dtype=None, requires_grad: bool = False):
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         arr = _to_array(data, as_dtype(dtype))
         self._data = arr
         self._node = None
@@ -45,12 +53,12 @@ class TensorBase:
             self.requires_grad_(True)
 
     @classmethod
-    def _wrap(cls, data: np.ndarray | MetaArray, node: Any = None, version: list | None = None,
-              tangent: TensorBase | None = None) -> TensorBase:
-        """A tensor around an array the engine made (an op's output, a gradient), without
-        __init__'s conversions: `node` is the graph node that made it (it requires grad when
-        there is one), `version` the version counter it shares with its base (a view's, a
-        detached tensor's; a new one by default), `tangent` its forward-mode tangent.
+    def _wrap(cls, data: np.ndarray | MetaArray, node: Node | None = None,
+              version: list | None = None, tangent: Tensor | None = None) -> Tensor:
+        """A tensor around an array that needs none of __init__'s conversions (a node's
+        output, detached data): `node` is the graph node that made it (it requires grad when
+        there is one), `version` the version counter it shares with its base (a detached
+        tensor's; a new one by default), `tangent` its forward-mode tangent.
 
         >>> import numpy as np
         >>> import flopgrad as fg
@@ -106,7 +114,7 @@ class TensorBase:
         """
         return self._data.ndim
 
-    def size(self, dim: int | None = None):
+    def size(self, dim: int | None = None) -> tuple | int:
         """Shape, or the length of one dim: `x.size(0)`.
 
         >>> import flopgrad as fg
@@ -157,7 +165,7 @@ class TensorBase:
         return self._node is None
 
     @property
-    def grad_fn(self):
+    def grad_fn(self) -> Node | None:
         """The graph node that produced this tensor (None for leaves).
 
         >>> import flopgrad as fg
@@ -192,7 +200,7 @@ class TensorBase:
                 "numpy(): this tensor requires grad; call tensor.detach().numpy() instead")
         return self._data
 
-    def item(self):
+    def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number.
 
         >>> import flopgrad as fg
@@ -203,7 +211,7 @@ class TensorBase:
             raise ValueError(f"item(): tensor has {self._data.size} elements, not 1")
         return self._data.item()
 
-    def tolist(self):
+    def tolist(self) -> Any:
         """Nested Python lists of the values.
 
         >>> import flopgrad as fg
@@ -264,7 +272,7 @@ class TensorBase:
         """
         return self
 
-    def to(self, dtype=None, device: str | None = None) -> Tensor:
+    def to(self, dtype: Any = None, device: str | None = None) -> Tensor:
         """Cast to `dtype` (differentiable), or move to device "meta" (drops the data).
 
         >>> import flopgrad as fg
@@ -289,7 +297,7 @@ class TensorBase:
             return self
         return apply(O.CAST, (self,), (dt, self._data.dtype))
 
-    def type(self, dtype) -> Tensor:
+    def type(self, dtype: Any) -> Tensor:
         """Cast to `dtype`.
 
         >>> import flopgrad as fg
@@ -298,47 +306,13 @@ class TensorBase:
         """
         return self.to(dtype)
 
-    float = _cast("float", np.float32, """Cast to float32.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1, 2]).float().tolist()
-        [1.0, 2.0]
-        """)
-
-    double = _cast("double", np.float64, """Cast to float64.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1, 2]).double().dtype
-        dtype('float64')
-        """)
-
-    half = _cast("half", np.float16, """Cast to float16.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.0]).half().dtype
-        dtype('float16')
-        """)
-
-    long = _cast("long", np.int64, """Cast to int64.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.7, -1.7]).long().tolist()
-        [1, -1]
-        """)
-
-    int = _cast("int", np.int32, """Cast to int32.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([1.7]).int().dtype
-        dtype('int32')
-        """)
-
-    bool = _cast("bool", np.bool_, """Cast to bool.
-
-        >>> import flopgrad as fg
-        >>> fg.tensor([0.0, 2.0]).bool().tolist()
-        [False, True]
-        """)
+    # the casts by name: x.float() is x.to(float32)
+    float = _cast("float", np.float32, "fg.tensor([1, 2]).float().tolist()", "[1.0, 2.0]")
+    double = _cast("double", np.float64, "fg.tensor([1, 2]).double().dtype", "dtype('float64')")
+    half = _cast("half", np.float16, "fg.tensor([1.0]).half().dtype", "dtype('float16')")
+    long = _cast("long", np.int64, "fg.tensor([1.7, -1.7]).long().tolist()", "[1, -1]")
+    int = _cast("int", np.int32, "fg.tensor([1.7]).int().dtype", "dtype('int32')")
+    bool = _cast("bool", np.bool_, "fg.tensor([0.0, 2.0]).bool().tolist()", "[False, True]")
 
     def __repr__(self) -> str:
         if type(self._data) is MetaArray:
@@ -377,8 +351,8 @@ class TensorBase:
         return int(self._data)
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient=None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs=None) -> None:
+    def backward(self, gradient: Operand | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Sequence[Tensor] | None = None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` (PyTorch semantics).
 
         >>> import flopgrad as fg

@@ -15,6 +15,7 @@ from flopgrad.tensor.functions import _div_round, matmul, maximum, minimum, wher
 
 if TYPE_CHECKING:
     from flopgrad.tensor import Tensor
+    from flopgrad.tensor._base import Operand
 
 
 def _unary(name: str, op: Op, doc: str):
@@ -42,7 +43,7 @@ class ArithmeticMixin:
         self._version[0] += 1
         return self
 
-    def add_(self, other, alpha: float = 1) -> Tensor:
+    def add_(self, other: Operand, alpha: float = 1) -> Tensor:
         """In-place `self += alpha * other` (billed; no new memory).
 
         >>> import flopgrad as fg
@@ -51,7 +52,7 @@ class ArithmeticMixin:
         """
         return apply(O.ADD_, (self, other), (alpha,))
 
-    def sub_(self, other, alpha: float = 1) -> Tensor:
+    def sub_(self, other: Operand, alpha: float = 1) -> Tensor:
         """In-place `self -= alpha * other` (billed; no new memory).
 
         >>> import flopgrad as fg
@@ -60,7 +61,7 @@ class ArithmeticMixin:
         """
         return apply(O.SUB_, (self, other), (alpha,))
 
-    def mul_(self, other) -> Tensor:
+    def mul_(self, other: Operand) -> Tensor:
         """In-place `self *= other` (billed; no new memory).
 
         >>> import flopgrad as fg
@@ -69,7 +70,7 @@ class ArithmeticMixin:
         """
         return apply(O.MUL_, (self, other))
 
-    def div_(self, other) -> Tensor:
+    def div_(self, other: Operand) -> Tensor:
         """In-place `self /= other` (billed; no new memory).
 
         >>> import flopgrad as fg
@@ -87,7 +88,7 @@ class ArithmeticMixin:
         """
         return self._inplace(0)
 
-    def fill_(self, value) -> Tensor:
+    def fill_(self, value: Operand) -> Tensor:
         """In-place fill with `value`.
 
         >>> import flopgrad as fg
@@ -96,7 +97,7 @@ class ArithmeticMixin:
         """
         return self._inplace(value)
 
-    def copy_(self, src) -> Tensor:
+    def copy_(self, src: Operand) -> Tensor:
         """In-place copy of `src`'s values (broadcast to this shape).
 
         >>> import flopgrad as fg
@@ -183,7 +184,7 @@ class ArithmeticMixin:
         return apply(O.LOGICAL_NOT, (self,))
 
     # ------------------------------------------------------------ named elementwise ops
-    def add(self, o, alpha: float = 1):
+    def add(self, o: Operand, alpha: float = 1) -> Tensor:
         """self + alpha * o.
 
         >>> import flopgrad as fg
@@ -192,7 +193,7 @@ class ArithmeticMixin:
         """
         return self + (o * alpha if alpha != 1 else o)
 
-    def sub(self, o, alpha: float = 1):
+    def sub(self, o: Operand, alpha: float = 1) -> Tensor:
         """self - alpha * o.
 
         >>> import flopgrad as fg
@@ -201,7 +202,7 @@ class ArithmeticMixin:
         """
         return self - (o * alpha if alpha != 1 else o)
 
-    def mul(self, o):
+    def mul(self, o: Operand) -> Tensor:
         """Elementwise product.
 
         >>> import flopgrad as fg
@@ -210,7 +211,7 @@ class ArithmeticMixin:
         """
         return self * o
 
-    def div(self, o, *, rounding_mode: str | None = None):
+    def div(self, o: Operand, *, rounding_mode: str | None = None) -> Tensor:
         """Elementwise quotient; rounding_mode "trunc" or "floor" rounds it (PyTorch's
         semantics: integers stay integers, and the gradient is zero).
 
@@ -227,7 +228,7 @@ class ArithmeticMixin:
 
     divide = true_divide = div
 
-    def floor_divide(self, o):
+    def floor_divide(self, o: Operand) -> Tensor:
         """Floor of the quotient (PyTorch's floor_divide, `//`); zero gradient.
 
         >>> import flopgrad as fg
@@ -263,7 +264,7 @@ class ArithmeticMixin:
         [-1.0, 1.0]
         """)
 
-    def round(self, decimals: int = 0):
+    def round(self, decimals: int = 0) -> Tensor:
         """Round half to even, to `decimals` places (zero gradient).
 
         >>> import flopgrad as fg
@@ -274,7 +275,7 @@ class ArithmeticMixin:
         """
         return apply(O.ROUND, (self,), (int(decimals),))
 
-    def pow(self, o):
+    def pow(self, o: Operand) -> Tensor:
         """Elementwise power (scalar or tensor exponent).
 
         >>> import flopgrad as fg
@@ -283,7 +284,7 @@ class ArithmeticMixin:
         """
         return self ** o
 
-    def neg(self):
+    def neg(self) -> Tensor:
         """-self.
 
         >>> import flopgrad as fg
@@ -383,7 +384,7 @@ class ArithmeticMixin:
         0.0
         """)
 
-    def square(self):
+    def square(self) -> Tensor:
         """x ** 2.
 
         >>> import flopgrad as fg
@@ -392,7 +393,7 @@ class ArithmeticMixin:
         """
         return apply(O.POW_SCALAR, (self,), (2,))
 
-    def clamp(self, min=None, max=None):
+    def clamp(self, min: Operand | None = None, max: Operand | None = None) -> Tensor:
         """Clip into [min, max]; the gradient is 1 inside (bounds included), 0 outside.
 
         >>> import flopgrad as fg
@@ -407,7 +408,7 @@ class ArithmeticMixin:
 
     clip = clamp
 
-    def maximum(self, o):
+    def maximum(self, o: Operand) -> Tensor:
         """Elementwise max (ties split the gradient evenly, as in PyTorch).
 
         >>> import flopgrad as fg
@@ -416,7 +417,7 @@ class ArithmeticMixin:
         """
         return maximum(self, o)
 
-    def minimum(self, o):
+    def minimum(self, o: Operand) -> Tensor:
         """Elementwise min.
 
         >>> import flopgrad as fg
@@ -425,7 +426,7 @@ class ArithmeticMixin:
         """
         return minimum(self, o)
 
-    def masked_fill(self, mask, value):
+    def masked_fill(self, mask: Operand, value: Operand) -> Tensor:
         """Replace entries where `mask` is True by `value`.
 
         >>> import flopgrad as fg
@@ -440,7 +441,7 @@ class ArithmeticMixin:
             raise TypeError(f"masked_fill: a complex value cannot fill a {self.dtype} tensor")
         return where(mask, value, self)
 
-    def tril(self, diagonal: int = 0):
+    def tril(self, diagonal: int = 0) -> Tensor:
         """The lower triangle of the last two dims (from `diagonal` on), zeros above.
 
         >>> import flopgrad as fg
@@ -449,7 +450,7 @@ class ArithmeticMixin:
         """
         return self._triangle(diagonal, "tril")
 
-    def triu(self, diagonal: int = 0):
+    def triu(self, diagonal: int = 0) -> Tensor:
         """The upper triangle of the last two dims (from `diagonal` on), zeros below.
 
         >>> import flopgrad as fg
@@ -458,7 +459,7 @@ class ArithmeticMixin:
         """
         return self._triangle(diagonal, "triu")
 
-    def _triangle(self, diagonal, name):
+    def _triangle(self, diagonal: int, name: str) -> Tensor:
         if self.ndim < 2:
             raise ValueError(f"{name}: the tensor needs at least 2 dims, got shape {self.shape}")
         rows, cols = self.shape[-2:]
@@ -467,7 +468,7 @@ class ArithmeticMixin:
             keep = ~np.tri(rows, cols, diagonal - 1, dtype=bool)
         return where(keep, self, self._data.dtype.type(0))
 
-    def matmul(self, o):
+    def matmul(self, o: Operand) -> Tensor:
         """Matrix product (NumPy/PyTorch broadcasting rules).
 
         >>> import flopgrad as fg
@@ -476,7 +477,7 @@ class ArithmeticMixin:
         """
         return matmul(self, o)
 
-    def where(self, cond, other):
+    def where(self, cond: Operand, other: Operand) -> Tensor:
         """self where cond else other (PyTorch's Tensor.where).
 
         >>> import flopgrad as fg

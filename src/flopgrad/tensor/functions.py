@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,16 +16,19 @@ from flopgrad.dispatch import apply
 from flopgrad.tensor._base import TensorBase, _data_of
 from flopgrad.tensor._dims import _wrap_dim
 
+if TYPE_CHECKING:
+    from flopgrad.tensor._base import Operand
+
 # The Tensor class, to make tensors of numbers and arrays. The mixins it is built from import
 # this module, so it comes before the class: flopgrad.tensor sets it, as it sets dispatch.Tensor.
 Tensor: Any = None
 
 
-def _t(x) -> Tensor:
+def _t(x: Operand) -> Tensor:
     return x if isinstance(x, TensorBase) else Tensor(x)
 
 
-def matmul(a, b) -> Tensor:
+def matmul(a: Operand, b: Operand) -> Tensor:
     """Matrix product with NumPy/PyTorch rules for 1-D and batched operands.
 
     >>> import flopgrad as fg
@@ -53,7 +56,7 @@ def matmul(a, b) -> Tensor:
     return out
 
 
-def einsum(spec: str, *operands) -> Tensor:
+def einsum(spec: str, *operands: Operand) -> Tensor:
     """Einstein summation over one or two operands, e.g. einsum("bij,bjk->bik", a, b).
 
     >>> import flopgrad as fg
@@ -87,7 +90,7 @@ def _keep_letters(subs, spec) -> str:
     return "".join(dict.fromkeys(c for c in subs[0] + subs[1] if c in later))
 
 
-def where(cond, x, y) -> Tensor:
+def where(cond: Operand, x: Operand, y: Operand) -> Tensor:
     """x where cond is True, else y (gradient flows only to the chosen side).
 
     NaN note: the gradient of the unchosen side is exactly 0, but a NaN or inf produced
@@ -111,7 +114,7 @@ def _div_round(a, b, mode: str) -> Tensor:
     return apply(O.DIV_ROUND, (a, b), (mode,))
 
 
-def floor_divide(a, b) -> Tensor:
+def floor_divide(a: Operand, b: Operand) -> Tensor:
     """Floor of a / b elementwise (PyTorch's floor_divide, div(rounding_mode="floor")).
 
     >>> import flopgrad as fg
@@ -121,7 +124,7 @@ def floor_divide(a, b) -> Tensor:
     return _div_round(_t(a), b, "floor")
 
 
-def maximum(a, b) -> Tensor:
+def maximum(a: Operand, b: Operand) -> Tensor:
     """Elementwise maximum; ties split the gradient evenly.
 
     >>> import flopgrad as fg
@@ -131,7 +134,7 @@ def maximum(a, b) -> Tensor:
     return apply(O.MAXIMUM, (a, b))
 
 
-def minimum(a, b) -> Tensor:
+def minimum(a: Operand, b: Operand) -> Tensor:
     """Elementwise minimum; ties split the gradient evenly.
 
     >>> import flopgrad as fg
@@ -141,7 +144,7 @@ def minimum(a, b) -> Tensor:
     return apply(O.MINIMUM, (a, b))
 
 
-def cat(tensors: Sequence, dim: int = 0) -> Tensor:
+def cat(tensors: Sequence[Operand], dim: int = 0) -> Tensor:
     """Concatenate along an existing dim.
 
     >>> import flopgrad as fg
@@ -163,7 +166,7 @@ def cat(tensors: Sequence, dim: int = 0) -> Tensor:
 concat = concatenate = cat
 
 
-def stack(tensors: Sequence, dim: int = 0) -> Tensor:
+def stack(tensors: Sequence[Operand], dim: int = 0) -> Tensor:
     """Join tensors of one shape along a new dim.
 
     >>> import flopgrad as fg
@@ -181,7 +184,8 @@ def stack(tensors: Sequence, dim: int = 0) -> Tensor:
     return cat([x.unsqueeze(d) for x in tensors], d)
 
 
-def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+def split(x: Tensor, split_size_or_sections: int | Sequence[int],
+          dim: int = 0) -> tuple[Tensor, ...]:
     """Pieces of `split_size` (the last may be smaller), or of the listed sizes.
 
     >>> import flopgrad as fg
@@ -211,7 +215,7 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return tuple(out)
 
 
-def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """Split into `chunks` pieces of ceil(n / chunks) along `dim`.
 
     >>> import flopgrad as fg
@@ -247,7 +251,7 @@ def _grid_index(index: np.ndarray, dim: int) -> tuple:
     return tuple(grids)
 
 
-def gather(x: Tensor, dim: int, index) -> Tensor:
+def gather(x: Tensor, dim: int, index: Operand) -> Tensor:
     """out[i][j][k] = x[index[i][j][k]][j][k] for dim=0 (PyTorch's gather).
 
     >>> import flopgrad as fg
@@ -268,7 +272,7 @@ def _same_ndim(x, idx, name: str) -> None:
                                   f"got shapes {tuple(idx.shape)} and {x.shape}")
 
 
-def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
+def scatter_add(x: Tensor, dim: int, index: Operand, src: Operand) -> Tensor:
     """x with src added at index along dim; repeated indices accumulate.
 
     >>> import flopgrad as fg
@@ -290,7 +294,7 @@ def scatter_add(x: Tensor, dim: int, index, src) -> Tensor:
     return x + spread
 
 
-def index_select(x: Tensor, dim: int, index) -> Tensor:
+def index_select(x: Tensor, dim: int, index: Operand) -> Tensor:
     """x's entries along `dim` at the positions in the 1-D integer `index`.
 
     >>> import flopgrad as fg
@@ -308,7 +312,7 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
     return x[(slice(None),) * d + (_flat(idx),)]
 
 
-def outer(a, b) -> Tensor:
+def outer(a: Operand, b: Operand) -> Tensor:
     """Outer product of two vectors.
 
     >>> import flopgrad as fg

@@ -102,11 +102,26 @@ def reduction(impl: Callable | None = None, *, dims: str = "many", dtype: bool =
 
 
 def _applies(op: Op, name: str, doc: str) -> Callable:
-    """The impl of a reduction that is the one primitive `op` with the parsed arguments as
-    its params, under the method's name and docstring."""
+    """The impl of the reduction `name` that is the one primitive `op`, with the parsed
+    arguments as its params."""
     def impl(x: Tensor, *params: Any) -> Tensor:
         return apply(op, (x,), params)
 
+    return _named(impl, name, doc)
+
+
+def _extremum(name: str, all_op: Op, arg_op: Op, doc: str) -> Callable:
+    """The impl of max or min: all_op over every element without a dim; along one dim, the
+    values and indices of arg_op (a MinMax)."""
+    def impl(x: Tensor, dim: int | None, keep: bool) -> Tensor | MinMax:
+        if dim is None:
+            return apply(all_op, (x,), (None, False))
+        return _extreme(x, arg_op, dim, keep)
+
+    return _named(impl, name, doc)
+
+
+def _named(impl: Callable, name: str, doc: str) -> Callable:
     impl.__name__, impl.__qualname__ = name, f"ReductionMixin.{name}"
     impl.__doc__ = inspect.cleandoc(doc)  # the docstrings below start on their second line
     return impl
@@ -212,31 +227,23 @@ class ReductionMixin:
         [1.0, 2.0]
         """))
 
-    @reduction(dims="one", other=maximum)
-    def max(self, dim: int | None, keep: bool) -> Tensor | MinMax:
-        """Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch.
+    max = reduction(_extremum("max", O.MAX_ALL, O.ARGMAX, """
+        Without dim: the maximum (ties split). With dim: (values, indices) like PyTorch.
 
         >>> import flopgrad as fg
         >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
         >>> x.max().item(), x.max(1).indices.tolist()
         (5.0, [1, 0])
-        """
-        if dim is None:
-            return apply(O.MAX_ALL, (self,), (None, False))
-        return _extreme(self, O.ARGMAX, dim, keep)
+        """), dims="one", other=maximum)
 
-    @reduction(dims="one", other=minimum)
-    def min(self, dim: int | None, keep: bool) -> Tensor | MinMax:
-        """Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch.
+    min = reduction(_extremum("min", O.MIN_ALL, O.ARGMIN, """
+        Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch.
 
         >>> import flopgrad as fg
         >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
         >>> x.min().item(), x.min(1).values.tolist()
         (1.0, [1.0, 2.0])
-        """
-        if dim is None:
-            return apply(O.MIN_ALL, (self,), (None, False))
-        return _extreme(self, O.ARGMIN, dim, keep)
+        """), dims="one", other=minimum)
 
     @reduction(dims="one")
     def argmax(self, dim: int | None, keep: bool) -> Tensor:

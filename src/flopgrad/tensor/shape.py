@@ -4,7 +4,8 @@ permute, expand, flip, ...), the selections along one dim, and x[idx] / x[idx] =
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from flopgrad.tensor.functions import chunk, gather, index_select, scatter_add, 
 
 if TYPE_CHECKING:
     from flopgrad.tensor import Tensor
+    from flopgrad.tensor._base import Operand
 
 
 class ShapeMixin:
@@ -45,7 +47,7 @@ class ShapeMixin:
         """
         return self.swapaxes(-1, -2)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """Same values in a new shape (one dim may be -1).
 
         >>> import flopgrad as fg
@@ -65,7 +67,7 @@ class ShapeMixin:
 
     view = reshape
 
-    def view_as(self, other: Tensor):
+    def view_as(self, other: Tensor) -> Tensor:
         """Reshape to other's shape.
 
         >>> import flopgrad as fg
@@ -74,7 +76,7 @@ class ShapeMixin:
         """
         return self.reshape(other.shape)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         """Merge dims start_dim..end_dim into one.
 
         >>> import flopgrad as fg
@@ -90,7 +92,7 @@ class ShapeMixin:
         shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
         return self.reshape(shape)
 
-    def permute(self, *dims):
+    def permute(self, *dims: int | Sequence[int]) -> Tensor:
         """Reorder dims.
 
         >>> import flopgrad as fg
@@ -107,7 +109,7 @@ class ShapeMixin:
             return self
         return apply(O.PERMUTE, (self,), (dims,))
 
-    def transpose(self, dim0: int, dim1: int):
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
         """Swap two dims.
 
         >>> import flopgrad as fg
@@ -123,7 +125,7 @@ class ShapeMixin:
 
     swapaxes = transpose
 
-    def t(self):
+    def t(self) -> Tensor:
         """Transpose a 2-D tensor (a 0-d or 1-D tensor is returned as it is).
 
         >>> import flopgrad as fg
@@ -136,7 +138,7 @@ class ShapeMixin:
                 "transpose(dim0, dim1) or mT")
         return self.T
 
-    def squeeze(self, dim=None):
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
         """Drop size-1 dims (only `dim` when given; a no-op if it is not size 1).
 
         >>> import flopgrad as fg
@@ -151,7 +153,7 @@ class ShapeMixin:
             shape = tuple(s for d, s in enumerate(self.shape) if not (d in dims and s == 1))
         return self.reshape(shape)
 
-    def unsqueeze(self, dim: int):
+    def unsqueeze(self, dim: int) -> Tensor:
         """Insert a size-1 dim at `dim`.
 
         >>> import flopgrad as fg
@@ -161,7 +163,7 @@ class ShapeMixin:
         d = _wrap_dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def expand(self, *sizes):
+    def expand(self, *sizes: int | Sequence[int]) -> Tensor:
         """Broadcast to a larger shape without copying (-1 keeps a dim).
 
         >>> import flopgrad as fg
@@ -182,7 +184,7 @@ class ShapeMixin:
         shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
         return self.broadcast_to(shape)
 
-    def expand_as(self, other: Tensor):
+    def expand_as(self, other: Tensor) -> Tensor:
         """Broadcast to other's shape.
 
         >>> import flopgrad as fg
@@ -191,7 +193,7 @@ class ShapeMixin:
         """
         return self.broadcast_to(other.shape)
 
-    def broadcast_to(self, shape):
+    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
         """Broadcast to `shape` (NumPy rules).
 
         >>> import flopgrad as fg
@@ -203,7 +205,7 @@ class ShapeMixin:
             return self
         return apply(O.EXPAND, (self,), (shape,))
 
-    def repeat(self, *sizes):
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
         """Tile the tensor `sizes` times along each dim (PyTorch's repeat = NumPy's tile).
 
         >>> import flopgrad as fg
@@ -223,7 +225,7 @@ class ShapeMixin:
         out = x.reshape(inter).broadcast_to(big)
         return out.reshape(tuple(r * s for r, s in zip(sizes, x.shape, strict=True)))
 
-    def tile(self, *dims):
+    def tile(self, *dims: int | Sequence[int]) -> Tensor:
         """Like repeat, but missing leading dims count as 1 (NumPy's tile).
 
         >>> import flopgrad as fg
@@ -235,7 +237,8 @@ class ShapeMixin:
             dims = (1,) * (self.ndim - len(dims)) + dims
         return self.repeat(*dims)
 
-    def flip(self, *dims_, dims=None):
+    def flip(self, *dims_: int | Sequence[int],
+             dims: int | Sequence[int] | None = None) -> Tensor:
         """Reverse the order along `dims` (given as arguments, one tuple, or dims=...).
 
         >>> import flopgrad as fg
@@ -251,7 +254,8 @@ class ShapeMixin:
         dims = _dims(_shape_arg(dims_), None, self.ndim, "flip")
         return apply(O.FLIP, (self,), (dims,))
 
-    def roll(self, shifts, dims=None):
+    def roll(self, shifts: int | Sequence[int],
+             dims: int | Sequence[int] | None = None) -> Tensor:
         """Rotate entries along dims (flattened when dims is None).
 
         >>> import flopgrad as fg
@@ -273,7 +277,8 @@ class ShapeMixin:
         dims = tuple(_wrap_dim(d, self.ndim, "roll") for d in dims)
         return apply(O.ROLL, (self,), (shifts, dims))
 
-    def split(self, split_size_or_sections, dim: int = 0):
+    def split(self, split_size_or_sections: int | Sequence[int],
+              dim: int = 0) -> tuple[Tensor, ...]:
         """Split into pieces of a given size (or the list of sizes) along `dim`.
 
         >>> import flopgrad as fg
@@ -282,7 +287,7 @@ class ShapeMixin:
         """
         return split(self, split_size_or_sections, dim)
 
-    def chunk(self, chunks: int, dim: int = 0):
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         """Split into `chunks` nearly equal pieces along `dim`.
 
         >>> import flopgrad as fg
@@ -291,7 +296,7 @@ class ShapeMixin:
         """
         return chunk(self, chunks, dim)
 
-    def gather(self, dim: int, index):
+    def gather(self, dim: int, index: Operand) -> Tensor:
         """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch's gather).
 
         >>> import flopgrad as fg
@@ -300,7 +305,7 @@ class ShapeMixin:
         """
         return gather(self, dim, index)
 
-    def scatter_add(self, dim: int, index, src):
+    def scatter_add(self, dim: int, index: Operand, src: Operand) -> Tensor:
         """Add `src` into a copy of self at `index` along `dim`; repeated indices accumulate.
 
         >>> import flopgrad as fg
@@ -309,7 +314,7 @@ class ShapeMixin:
         """
         return scatter_add(self, dim, index, src)
 
-    def index_select(self, dim: int, index):
+    def index_select(self, dim: int, index: Operand) -> Tensor:
         """Select entries along `dim` by an integer index vector.
 
         >>> import flopgrad as fg
@@ -320,11 +325,11 @@ class ShapeMixin:
         return index_select(self, dim, index)
 
     # ------------------------------------------------------------ indexing
-    def __getitem__(self, idx):
+    def __getitem__(self, idx: Any) -> Tensor:
         idx = _index_arg(idx, self._data.shape)
         return apply(O.INDEX if _is_advanced(idx) else O.GETITEM, (self,), (idx,))
 
-    def __setitem__(self, idx, value) -> None:
+    def __setitem__(self, idx: Any, value: Operand) -> None:
         if mode().grad_enabled and self.requires_grad:
             raise RuntimeError(
                 "item assignment to a tensor that requires grad is not differentiable; "
