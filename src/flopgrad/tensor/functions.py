@@ -25,6 +25,7 @@ Tensor: Any = None
 
 
 def _t(x: Operand) -> Tensor:
+    """x as a tensor: a tensor as it is, an array or a number made one."""
     return x if isinstance(x, TensorBase) else Tensor(x)
 
 

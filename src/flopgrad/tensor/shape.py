@@ -326,10 +326,26 @@ class ShapeMixin:
 
     # ------------------------------------------------------------ indexing
     def __getitem__(self, idx: Any) -> Tensor:
+        """x[idx]: NumPy's basic and advanced indexing, with tensors, lists and boolean masks
+        as indices (a mask must match the dims it indexes).
+
+        >>> import flopgrad as fg
+        >>> x = fg.tensor([[1, 2], [3, 4]])
+        >>> x[0].tolist(), x[:, 1].tolist(), x[x > 2].tolist()
+        ([1, 2], [2, 4], [3, 4])
+        """
         idx = _index_arg(idx, self._data.shape)
         return apply(O.INDEX if _is_advanced(idx) else O.GETITEM, (self,), (idx,))
 
     def __setitem__(self, idx: Any, value: Operand) -> None:
+        """x[idx] = value, in place and outside the graph (under fg.no_grad() for a tensor
+        that requires grad).
+
+        >>> import flopgrad as fg
+        >>> x = fg.zeros(3); x[1:] = 2.0
+        >>> x.tolist()
+        [0.0, 2.0, 2.0]
+        """
         if mode().grad_enabled and self.requires_grad:
             raise RuntimeError(
                 "item assignment to a tensor that requires grad is not differentiable; "
@@ -401,7 +417,6 @@ def _check_mask(mask: np.ndarray, start: int, shape: tuple) -> None:
 
 def _is_advanced(idx: tuple) -> bool:
     return any(isinstance(i, np.ndarray | MetaArray) for i in idx)
-
 
 
 def _resolve_shape(old: tuple, new: tuple) -> tuple:
