@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     Operand = Tensor | np.ndarray | float | int | bool
 
 _new = object.__new__
+_autograd = None  # flopgrad.autograd, which builds on Tensor: imported by the first backward()
+
+
+def _import_autograd():
+    global _autograd
+    from flopgrad import autograd
+
+    _autograd = autograd
+    return autograd
 
 
 def _cast(name: str, dtype: type, example: str, result: str):
@@ -361,10 +370,8 @@ class TensorBase:
         >>> x.grad.tolist()
         [3.0, 3.0]
         """
-        from flopgrad import autograd  # autograd builds on Tensor: imported when first needed
-
-        autograd.backward(self, gradient, retain_graph=retain_graph,
-                          create_graph=create_graph, inputs=inputs)
+        (_autograd or _import_autograd()).backward(
+            self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     def retain_grad(self) -> None:
         """Not needed in flopgrad: use fg.grad(output, [tensor]) for non-leaf gradients.
