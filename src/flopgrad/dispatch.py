@@ -135,16 +135,8 @@ class Node:
 
     def out(self):
         """The op's output as a Tensor (rebuilt: nodes never hold their output tensor)."""
-        t = Tensor.__new__(Tensor)
-        t._data = self.out_data
-        t._tangent = self.out_tangent
-        t._version = [0]
-        t.grad = None
-        if _per_thread.mode.grad_enabled:
-            t._node, t.requires_grad = self, True
-        else:
-            t._node, t.requires_grad = None, False
-        return t
+        node = self if _per_thread.mode.grad_enabled else None
+        return Tensor._wrap(self.out_data, node, tangent=self.out_tangent)
 
     def name(self) -> str:
         return self.op.name
