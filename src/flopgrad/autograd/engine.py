@@ -52,10 +52,7 @@ def _own(g: Tensor, handed_out: set) -> Tensor:
         handed_out.add(id(arr))
         return g  # made by this pass and owned by nobody else: no new wrapper needed
     handed_out.add(id(arr))
-    t = Tensor.__new__(Tensor)
-    t._data, t._node, t._tangent, t.grad, t._version = arr, None, g._tangent, None, [0]
-    t.requires_grad = False
-    return t
+    return Tensor._wrap(arr, tangent=g._tangent)
 
 
 def _consumers(root_nodes: list) -> tuple[dict, bool]:
@@ -301,12 +298,8 @@ def _root_grad(out: Tensor, gradient, who: str) -> Tensor:
                 "with the output's shape, e.g. fg.ones_like(out).")
         if type(out._data) is MetaArray:
             return Tensor(MetaArray(out._data.shape, out._data.dtype))
-        t = Tensor.__new__(Tensor)  # built in place: this runs on every backward()
         seed = np.array(1, dtype=out._data.dtype)
-        t._data, t._node, t._tangent, t.grad, t._version = (
-            seed if out._data.ndim == 0 else seed.reshape(out._data.shape), None, None, None, [0])
-        t.requires_grad = False
-        return t
+        return Tensor._wrap(seed if out._data.ndim == 0 else seed.reshape(out._data.shape))
     g = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient,
                                                                         dtype=out._data.dtype))
     if g.shape != out.shape:
