@@ -240,9 +240,9 @@ class ReductionMixin:
         Without dim: the minimum (ties split). With dim: (values, indices) like PyTorch.
 
         >>> import flopgrad as fg
-        >>> x = fg.tensor([[1.0, 5.0], [3.0, 2.0]])
-        >>> x.min().item(), x.min(1).values.tolist()
-        (1.0, [1.0, 2.0])
+        >>> values, indices = fg.tensor([[1.0, 5.0], [3.0, 2.0]]).min(1)
+        >>> values.tolist(), indices.tolist(), fg.tensor([4.0, -1.0]).min().item()
+        ([1.0, 2.0], [0, 1], -1.0)
         """), dims="one", other=minimum)
 
     @reduction(dims="one")
