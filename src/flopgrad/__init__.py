@@ -15,6 +15,8 @@ from flopgrad.autograd import (
     Function,
     FunctionCtx,
     GradcheckError,
+    checkpoint,
+    checkpoint_sequential,
     enable_grad,
     grad,
     gradcheck,

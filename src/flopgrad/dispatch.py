@@ -32,7 +32,7 @@ class Mode:
     """
 
     __slots__ = ("grad_enabled", "forward_ad", "listeners", "phase", "scope", "meta", "role",
-                 "grad_of")
+                 "grad_of", "checkpoint")
 
     def __init__(self):
         self.grad_enabled = True
@@ -43,6 +43,7 @@ class Mode:
         self.meta = False  # inside fg.meta(): factories make meta tensors
         self.role: str | None = None  # "weight" / "input" while a backward slot runs
         self.grad_of: tuple | None = None  # (op name, input slot) whose gradient is computed
+        self.checkpoint = None  # inside fg.checkpoint: the frame that holds or refills nodes
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -129,7 +130,7 @@ class Node:
 
     __slots__ = (
         "op", "parents", "saved", "versions", "params", "in_shapes", "out_data",
-        "out_tangent", "out_version", "released", "scope", "weight_level", "memo",
+        "out_tangent", "out_version", "released", "scope", "weight_level", "memo", "recompute",
         "__weakref__",
     )
 
@@ -176,6 +177,8 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     forward = op.forward
     if op.inplace:
         _check_inplace(op, args, mode_)
+    if mode_.checkpoint is not None and mode_.checkpoint.refilling:
+        mode_.checkpoint.before(op, args)  # may end a recomputation before this op runs
     if meta_seen and (any(type(a) is MetaArray for a in arrays)
                       or (params and _meta_in(params))):
         forward = op.meta
@@ -262,14 +265,26 @@ def _record(op: Op, args, arrays, out, params, parents, out_version, mode_: Mode
     node.out_tangent = node.out_data = node.saved = node.versions = node.memo = None
     node.released = False
     node.scope = mode_.scope
-    if op.saves:
-        _save(node, op.uses, args, out, parents, out_version)
+    node.recompute = None  # the checkpoint frame that will refill what this node saves
     node.weight_level = 0
+    frame = mode_.checkpoint
+    if frame is None:
+        if op.saves:
+            _save(node, op.uses, args, out, parents, out_version)
+    elif op.saves and _needs_save(op.uses, parents):
+        if frame.refilling:
+            _save(node, op.uses, args, out, parents, out_version)
+        frame.recorded(node)  # holds the node (forward) or refills its twin (recompute)
     if mode_.listeners:
         node.weight_level = _weight_level_of_inputs(args, params)
         for listener in mode_.listeners:
             listener.on_saved(node)
     return node
+
+
+def _needs_save(uses: tuple, parents: list) -> bool:
+    """Whether a node keeps anything: an input that needs a gradient reads saved values."""
+    return any(p is not None and i < len(uses) and uses[i] for i, p in enumerate(parents))
 
 
 def _save(node: Node, uses: tuple, args, out, parents, out_version) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 from flopgrad import nn
+from flopgrad.autograd.checkpoint import checkpoint
 from flopgrad.creation import arange
 from flopgrad.ledger import scope
 from flopgrad.nn import functional as F
@@ -88,6 +90,9 @@ class CNN(nn.Module):
         return self.fc2(F.relu(self.fc1(self.flatten(x))))
 
 
+CHECKPOINT_POLICIES = ("none", "full", "selective")
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """Shape of a GPT: layers, heads, width, context, vocabulary and options.
@@ -106,6 +111,7 @@ class GPTConfig:
     bias: bool = True
     tied_embeddings: bool = True
     dropout: float = 0.0
+    checkpoint: str = "none"  # "full": every block recomputed; "selective": attention cores
 
     def __post_init__(self):
         for k in ("n_layer", "n_head", "d_model", "ctx", "vocab"):
@@ -116,6 +122,9 @@ class GPTConfig:
                              f"{self.n_head}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.checkpoint not in CHECKPOINT_POLICIES:
+            raise ValueError(f"GPTConfig: checkpoint must be one of {CHECKPOINT_POLICIES}, got "
+                             f"{self.checkpoint!r}")
 
     @staticmethod
     def preset(name: str, **overrides) -> GPTConfig:
@@ -153,7 +162,7 @@ class GPTConfig:
         >>> import flopgrad as fg
         >>> d = fg.models.GPTConfig(n_layer=1, n_head=1, d_model=4, ctx=2, vocab=3).to_dict()
         >>> d["n_layer"], d["vocab"], d["dropout"], len(d)
-        (1, 3, 0.0, 8)
+        (1, 3, 0.0, 9)
         """
         return asdict(self)
 
@@ -185,15 +194,19 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.checkpoint_core = cfg.checkpoint == "selective"
 
     def forward(self, x):
-        """Attention output of x of shape (batch, seq, d_model), same shape."""
+        """Attention output of x of shape (batch, seq, d_model), same shape. With selective
+        checkpointing the attention core (softmax(q k^T) v) is recomputed in backward."""
         b, t, d = x.shape
         q, k, v = self.c_attn(x).split(d, dim=2)
         shape = (b, t, self.n_head, d // self.n_head)
         q, k, v = (z.reshape(shape).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        attend = F.scaled_dot_product_attention
+        if self.checkpoint_core:
+            attend = partial(checkpoint, attend)
+        y = attend(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(b, t, d)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
@@ -265,6 +278,8 @@ class GPT(nn.Module):
         if not cfg.tied_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         self._init_weights()
+        if cfg.checkpoint == "full":
+            nn.utils.checkpoint_modules(self, [f"blocks.{i}" for i in range(cfg.n_layer)])
 
     def _init_weights(self) -> None:
         for name, p in self.named_parameters():

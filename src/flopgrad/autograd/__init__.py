@@ -11,6 +11,7 @@ exists, so Tensor.backward can call `flopgrad.autograd.backward`.
 (tensor(12.),)
 """
 
+from flopgrad.autograd.checkpoint import checkpoint, checkpoint_sequential
 from flopgrad.autograd.engine import backward, grad
 from flopgrad.autograd.function import Function
 from flopgrad.autograd.function import FunctionCtx as FunctionCtx  # public, not in __all__
@@ -21,4 +22,5 @@ from flopgrad.autograd.gradcheck import GradcheckError, gradcheck
 __all__ = [
     "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
     "jvp", "vjp", "jacrev", "jacfwd", "hvp", "gradcheck", "GradcheckError", "Function",
+    "checkpoint", "checkpoint_sequential",
 ]

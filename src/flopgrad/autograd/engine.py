@@ -177,6 +177,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 t = target_nodes.get(n)
                 if t is not None:
                     _add(found, t, g)
+            if n.recompute is not None:  # inside fg.checkpoint: recompute what it saves
+                n.recompute.refill()
             if n.released or n.versions is not None or n.out_data is not None:
                 _check_saved(n)
             mode_.scope = n.scope

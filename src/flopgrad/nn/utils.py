@@ -1,4 +1,4 @@
-"""Training utilities: gradient clipping.
+"""Training utilities: gradient clipping, and checkpointing chosen submodules.
 
 >>> import flopgrad as fg
 >>> w = fg.nn.Parameter(fg.ones(4)); w.grad = fg.full((4,), 3.0)
@@ -47,3 +47,39 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
             g._data = scaled._data
             g._version[0] += 1
     return total
+
+
+def checkpoint_modules(model, names) -> list[str]:
+    """Checkpoint the submodules at these `named_modules()` paths from now on (each call of
+    one runs through `fg.checkpoint`); `checkpoint_modules(model, [])` turns it off. Returns
+    the paths now checkpointed. The recomputed ops are billed in phase "recompute".
+
+    >>> import flopgrad as fg
+    >>> fg.manual_seed(0)
+    >>> net = fg.nn.Sequential(fg.nn.Linear(4, 8), fg.nn.Tanh(), fg.nn.Linear(8, 1))
+    >>> fg.nn.utils.checkpoint_modules(net, ["0", "1"])
+    ['0', '1']
+    >>> with fg.profile() as bill:
+    ...     net(fg.ones(2, 4)).sum().backward()
+    >>> bill.flops("recompute", scope="0") > 0, fg.nn.utils.checkpoint_modules(net, [])
+    (True, [])
+    """
+    if isinstance(names, str):
+        raise TypeError("checkpoint_modules: names must be a list of module paths, e.g. "
+                        f"[{names!r}]")
+    wanted = list(names)
+    found = dict(model.named_modules())
+    unknown = [n for n in wanted if n not in found or n == ""]
+    if unknown:
+        known = ", ".join(repr(n) for n in list(found)[1:12])
+        raise ValueError(f"checkpoint_modules: no submodule {unknown[0]!r} in "
+                         f"{type(model).__name__}; its submodules are {known}"
+                         f"{', ...' if len(found) > 13 else ''}")
+    chosen = set(wanted)
+    for path, module in found.items():
+        if path and (path in chosen) != module._checkpointed:
+            if path in chosen:
+                object.__setattr__(module, "_checkpointed", True)
+            else:
+                object.__delattr__(module, "_checkpointed")
+    return [path for path, module in found.items() if path and module._checkpointed]

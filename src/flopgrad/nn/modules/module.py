@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from flopgrad.autograd.checkpoint import checkpoint
 from flopgrad.backend import MetaArray, zeros_like
-from flopgrad.dispatch import saw_meta
+from flopgrad.dispatch import mode, saw_meta
 from flopgrad.ledger import scope
 from flopgrad.tensor import Parameter, Tensor, as_dtype
 
@@ -107,7 +108,14 @@ class Module:
         """The computation; every subclass defines it (call the module, not forward)."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
+    _checkpointed = False  # set by fg.nn.utils.checkpoint_modules
+
     def __call__(self, *args, **kwargs):
+        if self._checkpointed and mode().grad_enabled:
+            return checkpoint(self._scoped_forward, *args, **kwargs)
+        return self._scoped_forward(*args, **kwargs)
+
+    def _scoped_forward(self, *args, **kwargs):
         if self._scope_name is None:
             return self.forward(*args, **kwargs)
         with scope(self._scope_name):
