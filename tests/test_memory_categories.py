@@ -122,7 +122,7 @@ def test_an_aggregated_profile_stays_the_size_of_one_step():
     short, long = _train(3, events=False), _train(30, events=False)
     assert len(long.events) == len(short.events)
     assert len(long.saved()) == len(short.saved())
-    assert long.timeline == [] and short.timeline == []
+    assert long.timeline() == [] and short.timeline() == []
     assert long.flops() == 10 * short.flops()
     full = _train(30, events=True)
     assert len(full.events) > 9 * len(long.events)

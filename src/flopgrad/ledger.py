@@ -63,6 +63,23 @@ class Event(NamedTuple):
 OP, SHAPES, ITEMSIZES, OUT_SHAPE, OUT_ITEMSIZE, PARAMS, PHASE, ROLE, GRAD_OF, SCOPE, START, \
     END, COPIED, SKIPPED = range(len(Event._fields))
 
+
+class TimelinePoint(NamedTuple):
+    """The memory after one change of live or saved bytes (the ledger keeps plain tuples in
+    this order; `Bill.timeline()` names them)."""
+
+    time_ns: int
+    op_index: int  # how many events had been recorded: the op that ran last is op_index - 1
+    phase: str
+    scope: str
+    live_bytes: int
+    saved_bytes: int  # every buffer saved for backward (parameters too)
+    saved_activation_bytes: int  # the saved buffers that are activations
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    activations: int  # every other live array: saved activations plus temporaries
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _ARRAYS = (np.ndarray, MetaArray)
 
@@ -185,7 +202,12 @@ class Ledger(Listener):
         self._peak_by = [0] * len(CATEGORIES)  # each category's own peak
         self._at_peak = [0] * len(CATEGORIES)  # the breakdown when live bytes peaked
         self.saved_at_peak = 0
-        self.timeline: list[tuple[int, int, int]] = []  # (time ns, live bytes, saved bytes)
+        # one TimelinePoint-ordered tuple per change of live or saved bytes (events=True)
+        self.timeline: list[tuple] = []
+        self.saved_activation_bytes = 0  # the part of saved_bytes that is tracked activations
+        self.saved_activations_at_peak = 0
+        self.recomputed_saved_bytes = 0  # saved again by checkpoint recomputations
+        self.peak_phase = self.peak_scope = ""  # where live bytes peaked
         self._saved_raw: list[tuple] = []
         self._saved_index: dict = {}
         self._buffers: dict[int, list] = {}
@@ -303,8 +325,11 @@ class Ledger(Listener):
             self.peak_bytes = self.live_bytes
             self._at_peak = cats[:]
             self.saved_at_peak = self.saved_bytes
+            self.saved_activations_at_peak = self.saved_activation_bytes
+            m = dispatch._per_thread.mode
+            self.peak_phase, self.peak_scope = m.phase, m.scope
         if self.keep_events:
-            self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
+            self._mark()
 
     def _free(self, ref: _Tracked) -> None:
         self._alive.pop(ref.key, None)
@@ -320,13 +345,18 @@ class Ledger(Listener):
 
     def _mark(self) -> None:
         if self.keep_events:
-            self.timeline.append((perf_counter_ns(), self.live_bytes, self.saved_bytes))
+            m, c = dispatch._per_thread.mode, self._live
+            self.timeline.append((perf_counter_ns(), len(self.events), m.phase, m.scope,
+                                  self.live_bytes, self.saved_bytes,
+                                  self.saved_activation_bytes, c[0], c[1], c[2], c[3]))
 
     def memory_breakdown(self) -> dict:
         """Live bytes by category: at the peak, each category's own peak, and now (the
         numbers behind Bill.memory_breakdown)."""
         return {"peak_bytes": self.peak_bytes, "at_peak": self.at_peak,
                 "saved_at_peak": self.saved_at_peak,
+                "saved_activations_at_peak": self.saved_activations_at_peak,
+                "peak_phase": self.peak_phase, "peak_scope": self.peak_scope,
                 "peak_by_category": dict(zip(CATEGORIES, self._peak_by, strict=True)),
                 "live": dict(zip(CATEGORIES, self._live, strict=True))}
 
@@ -354,8 +384,15 @@ class Ledger(Listener):
             if shared:
                 entry[0] += 1
             else:
-                self._buffers[key] = [1, root.nbytes]
+                # the array an op made may be a view of a buffer made inside its kernel
+                ref = self._alive.get(key) or self._alive.get(id(arr))
+                activation = ref is not None and ref.category == _ACTIVATIONS
+                self._buffers[key] = [1, root.nbytes, activation]
                 self.saved_bytes += root.nbytes
+                if activation:
+                    self.saved_activation_bytes += root.nbytes
+                if dispatch._per_thread.mode.phase == "recompute":
+                    self.recomputed_saved_bytes += root.nbytes
             keys.append(key)
             # a tuple now, a dict when asked for (saved_entries): this runs for every node
             entry = [node.op.name, what, arr.shape, arr.dtype, 0 if shared else root.nbytes,
@@ -393,6 +430,8 @@ class Ledger(Listener):
             entry[0] -= 1
             if entry[0] == 0:
                 self.saved_bytes -= entry[1]
+                if entry[2]:
+                    self.saved_activation_bytes -= entry[1]
                 del self._buffers[key]
         if self.active:
             self._mark()

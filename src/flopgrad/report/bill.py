@@ -17,7 +17,6 @@ _FROM_LEDGER = {
     "events": "The recorded events (tuples in flopgrad.ledger.Event order).",
     "counts": "With events=False: how many times each event ran, else None.",
     "durations": "With events=False: total ns per event, else None.",
-    "timeline": "(time ns, live bytes, saved bytes) after each change.",
     "memory": "Whether memory was tracked.",
     "t0": "perf_counter_ns() when the profile started.",
     "leaves": "id -> size of the leaves that required grad.",
@@ -51,6 +50,36 @@ class Bill:
     def costs(self) -> list[tuple]:
         """(tensor FLOPs, other FLOPs, transcendentals, bytes, unknown) for every event."""
         return self.ledger.costs()
+
+    def timeline(self) -> list[dict]:
+        """The step's memory curve: one row per change of live or saved bytes, with the op
+        index, time, phase and scope, the live bytes and their breakdown (parameters,
+        gradients, optimizer state, saved activations, temporaries). Empty with
+        events=False.
+
+        >>> import flopgrad as fg
+        >>> w = fg.nn.Parameter(fg.ones(64, 64))
+        >>> with fg.profile() as bill:
+        ...     (fg.ones(8, 64) @ w).tanh().sum().backward()
+        >>> peak = max(bill.timeline(), key=lambda r: r["live_bytes"])
+        >>> peak["live_bytes"] == bill.peak_bytes, peak["phase"]
+        (True, 'backward')
+        >>> parts = ("parameters", "gradients", "optimizer_state", "saved_activations",
+        ...          "temporaries")
+        >>> sum(peak[k] for k in parts) == peak["live_bytes"], peak["parameters"]
+        (True, 16384)
+        """
+        rows = []
+        for point in self.ledger.timeline:
+            p = L.TimelinePoint._make(point)
+            rows.append({
+                "op_index": p.op_index, "time_ns": p.time_ns - self.t0, "phase": p.phase,
+                "scope": p.scope, "live_bytes": p.live_bytes, "saved_bytes": p.saved_bytes,
+                "parameters": p.parameters, "gradients": p.gradients,
+                "optimizer_state": p.optimizer_state,
+                "saved_activations": p.saved_activation_bytes,
+                "temporaries": p.activations - p.saved_activation_bytes})
+        return rows
 
     def memory_breakdown(self) -> dict:
         """Live bytes by category: at the peak, each category's own peak, and now.

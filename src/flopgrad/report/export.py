@@ -163,9 +163,14 @@ def to_chrome_trace(bill: Bill, path: str | os.PathLike) -> None:
             "args": {k: r[k] for k in ("op", "scope", "in_shapes", "out_shape",
                                        "tensor_flops", "other_flops", "bytes")},
         })
-    for t, live, saved in bill.timeline:
-        trace.append({"name": "memory", "ph": "C", "pid": 1, "ts": (t - bill.t0) / 1000,
-                      "args": {"live_bytes": live, "saved_bytes": saved}})
+    for row in bill.timeline():  # counter tracks: the memory curve and its breakdown
+        ts = row["time_ns"] / 1000
+        trace.append({"name": "memory", "ph": "C", "pid": 1, "ts": ts,
+                      "args": {"live_bytes": row["live_bytes"],
+                               "saved_bytes": row["saved_bytes"]}})
+        trace.append({"name": "memory by category", "ph": "C", "pid": 1, "ts": ts,
+                      "args": {k: row[k] for k in ("parameters", "gradients", "optimizer_state",
+                                                   "saved_activations", "temporaries")}})
     write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ns"}))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flopgrad import ledger as L
-from flopgrad.report.tables import human, rows
+from flopgrad.report.tables import human, human_bytes, rows
 
 if TYPE_CHECKING:
     from flopgrad.report.bill import Bill
@@ -63,8 +63,10 @@ def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> l
     >>> W = fg.ones(4, 3, requires_grad=True)
     >>> with fg.profile() as bill:
     ...     (fg.ones(2, 4) @ W).sum().backward()
-    >>> [(r.name, r.holds) for r in bill.rules()]
+    >>> [(r.name, r.holds) for r in bill.rules()][:2]
     [('share of FLOPs in matmul', True), ('backward/forward FLOPs', False)]
+    >>> bill.rules()[2].name
+    'activations saved for backward, share of peak memory'
     """
     checks: list[Rule] = []
     fwd = bill.flops("forward")
@@ -104,6 +106,11 @@ def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> l
                          "in backward")
         checks.append(Rule("backward/forward FLOPs", ratio, 2.0, abs(ratio - 2) <= 0.1,
                            "; ".join(parts) if parts else "every layer computed dW and dX"))
+    if bill.memory and bill.peak_bytes:
+        checks.append(_memory_rule(bill))
+    recompute = bill.flops("recompute")
+    if recompute and work:
+        checks.append(_recompute_rule(bill, recompute, fwd + bwd))
     if tokens:
         n = params if params is not None else sum(bill.leaves.values())
         if n:
@@ -115,3 +122,36 @@ def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> l
                                abs(per - 6) <= 0.3, f"{gap} (N = {n:,}, D = {tokens:,})"))
     return checks
 
+
+def _memory_rule(bill: Bill) -> Rule:
+    """Seed 004: the activations kept for backward are backprop's main memory cost."""
+    m = bill.memory_breakdown()
+    at = m["at_peak"]
+    saved = m["saved_activations_at_peak"]
+    state = at["parameters"] + at["gradients"] + at["optimizer_state"]
+    share = saved / bill.peak_bytes
+    where = f"phase {m['peak_phase']}" + (f", in {m['peak_scope']}" if m["peak_scope"] else "")
+    reason = (f"at the peak ({human_bytes(bill.peak_bytes)}, {where}): "
+              f"activations saved for backward {human_bytes(saved)}, weights "
+              f"{human_bytes(at['parameters'])}, gradients {human_bytes(at['gradients'])}, "
+              f"optimizer state {human_bytes(at['optimizer_state'])}, temporaries "
+              f"{human_bytes(at['activations'] - saved)}")
+    if saved <= state:
+        reason += ("; weights, gradients and optimizer state outweigh the saved activations "
+                   "(a small batch, or a step measured after the forward's values were freed)")
+    return Rule("activations saved for backward, share of peak memory", share, 0.5,
+                saved > state, reason)
+
+
+def _recompute_rule(bill: Bill, recompute: int, work: int) -> Rule:
+    """Checkpointing trades compute for memory: what it cost and what it did not keep."""
+    share = recompute / work
+    kept = sum(e["bytes"] for e in bill.saved() if e["op"] == "checkpoint")
+    again = bill.ledger.recomputed_saved_bytes
+    reason = (f"checkpointing cost {100 * share:.1f}% more FLOPs ({human(recompute)}) and "
+              f"did not keep {human_bytes(again)} of saved values from the forward to the "
+              f"backward (recomputed instead), keeping {human_bytes(kept)} of checkpoint "
+              "inputs; recomputing every block's forward would cost about 1/3 of forward + "
+              "backward (Chen et al. 2016)")
+    return Rule("checkpointing: recompute FLOPs / (forward + backward)", share, 1 / 3,
+                share <= 1 / 3 + 0.01, reason)
