@@ -89,11 +89,12 @@ from flopgrad import (  # noqa: E402
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     data,
     formulas,  # noqa: E402
+    memory,  # noqa: E402  (fg.memory: checkpoint plans and schedules)
     models,
     optim,
     training,
 )
-from flopgrad.planning import budget  # noqa: E402
+from flopgrad.planning import budget, plan_checkpoints  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 
 

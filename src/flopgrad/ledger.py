@@ -373,6 +373,7 @@ class Ledger(Listener):
         if not items:
             return
         where = _user_frame()
+        phase = dispatch._per_thread.mode.phase  # "recompute": saved again by a checkpoint
         keys = []
         for arr, what, leaf in items:
             if not isinstance(arr, _ARRAYS):
@@ -396,7 +397,7 @@ class Ledger(Listener):
             keys.append(key)
             # a tuple now, a dict when asked for (saved_entries): this runs for every node
             entry = [node.op.name, what, arr.shape, arr.dtype, 0 if shared else root.nbytes,
-                     arr.nbytes, node.scope, where, leaf, shared, 1]
+                     arr.nbytes, node.scope, where, leaf, shared, 1, phase]
             if self.keep_events:
                 self._saved_raw.append(entry)
             else:
@@ -407,7 +408,7 @@ class Ledger(Listener):
         self._node_release[id(node)] = weakref.finalize(node, self._unsave, keys)
 
     def _aggregate_saved(self, entry: list) -> None:
-        key = (entry[0], entry[1], entry[2], entry[3], entry[6], entry[7])
+        key = (entry[0], entry[1], entry[2], entry[3], entry[6], entry[7], entry[11])
         kept = self._saved_index.get(key)
         if kept is None:
             self._saved_index[key] = entry
@@ -452,9 +453,10 @@ class Ledger(Listener):
         rows = [{
             "op": op, "what": what, "shape": tuple(shape), "dtype": str(dtype),
             "bytes": int(nbytes), "array_bytes": int(array_bytes), "scope": scope,
-            "line": _format_frame(where), "leaf": leaf, "shared": shared, "count": count,
-        } for op, what, shape, dtype, nbytes, array_bytes, scope, where, leaf, shared, count
-            in self._saved_raw]
+            "line": _format_frame(where), "leaf": leaf, "shared": shared, "phase": phase,
+            "count": count,
+        } for op, what, shape, dtype, nbytes, array_bytes, scope, where, leaf, shared, count,
+            phase in self._saved_raw]
         if self.keep_events:
             for r in rows:
                 del r["count"]

@@ -7,13 +7,16 @@
 
 The parts: `hardware` (the GPU table), `presets` (configurations by name), `bill` (the
 meta step and the published formulas beside it), `memory` (the bytes of weights, gradients,
-optimizer state and activations of a step: planned and measured) and `budgets` (budget()).
+optimizer state and activations of a step: planned and measured), `budgets` (budget()),
+`checkpoint` (which blocks to recompute under a memory budget) and `schedules` (binomial
+checkpoint schedules for chains of equal steps).
 """
 
 from __future__ import annotations
 
 from flopgrad.planning.bill import formula_table, step_bill, training_flops
 from flopgrad.planning.budgets import Budget, budget
+from flopgrad.planning.checkpoint import CheckpointPlan, parse_bytes, plan_checkpoints
 from flopgrad.planning.hardware import GPU, GPUS
 from flopgrad.planning.memory import (
     DTYPE_BYTES,
@@ -28,4 +31,4 @@ from flopgrad.planning.presets import PLANNING_PRESETS, model_config
 __all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config",
            "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
            "saved_activation_bytes", "StepMemory", "step_memory", "DTYPE_BYTES",
-           "STATE_TENSORS"]
+           "STATE_TENSORS", "CheckpointPlan", "parse_bytes", "plan_checkpoints"]

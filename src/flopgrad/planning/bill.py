@@ -41,15 +41,15 @@ def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> tuple[B
 
 
 def training_flops(bill: Bill) -> int:
-    """FLOPs of a step's forward and backward: what scales with tokens (the optimizer's
-    per-step update does not, so it is left out).
+    """FLOPs of a step's forward and backward, and of any checkpoint recomputation: what
+    scales with tokens (the optimizer's per-step update does not, so it is left out).
 
     >>> import flopgrad as fg
     >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
     >>> fg.planning.training_flops(fg.planning.step_bill(cfg)[0]) / cfg.ctx
     49896.25
     """
-    return bill.flops("forward") + bill.flops("backward")
+    return bill.flops("forward") + bill.flops("backward") + bill.flops("recompute")
 
 
 def formula_table(cfg: GPTConfig, bill: Bill, batch: int = 1) -> list[dict]:

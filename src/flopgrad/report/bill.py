@@ -177,6 +177,7 @@ class Bill:
 
         `bytes` is the buffer's size the first time that buffer is saved and 0 when a later
         node saves the same buffer again (a view is not a copy); `array_bytes` is the view's.
+        `phase` is "recompute" for values a checkpoint saved again in backward.
         """
         return self.ledger.saved_entries()
 
