@@ -57,7 +57,8 @@ def test_the_plan_is_optimal_and_its_predictions_are_measured(n_blocks):
         assert (plan.peak_bytes, plan.recompute_flops) == measured[tuple(plan.modules)]
         assert plan.peak_bytes == plan.predicted_peak_bytes <= budget
         assert plan.baseline_peak_bytes == measured[()][0]
-    with pytest.raises(MemoryError, match="smallest peak reachable is .* holding parameters"):
+    with pytest.raises(fg.memory.CheckpointBudgetError,
+                       match="smallest peak reachable is .* holding parameters"):
         fg.plan_checkpoints(model, _step, lowest - 1)
     assert not any(m._checkpointed for m in model.modules())  # the model is left as it was
 

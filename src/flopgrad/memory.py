@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flopgrad.planning.checkpoint import (
     Candidate,
+    CheckpointBudgetError,
     CheckpointPlan,
     default_candidates,
     parse_bytes,
@@ -26,6 +27,7 @@ from flopgrad.planning.schedules import (
     uniform_forward_steps,
 )
 
-__all__ = ["Candidate", "CheckpointPlan", "Schedule", "binomial_forward_steps",
-           "binomial_schedule", "default_candidates", "optimal_forward_steps", "parse_bytes",
-           "plan_checkpoints", "schedule_table", "uniform_forward_steps"]
+__all__ = ["Candidate", "CheckpointBudgetError", "CheckpointPlan", "Schedule",
+           "binomial_forward_steps", "binomial_schedule", "default_candidates",
+           "optimal_forward_steps", "parse_bytes", "plan_checkpoints", "schedule_table",
+           "uniform_forward_steps"]

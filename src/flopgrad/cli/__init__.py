@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `flopgrad` parser with every command of COMMANDS.
 
     >>> sorted(build_parser().parse_args(["bill", "gpt2"]).__dict__)[:3]
-    ['batch', 'command', 'ctx']
+    ['batch', 'checkpoint', 'command']
     """
     parser = Parser(
         prog="flopgrad",

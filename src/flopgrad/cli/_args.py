@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 from flopgrad.files import writable_target
+from flopgrad.planning import CHECKPOINT_CHOICES, parse_bytes
 
 # Every character str.splitlines() breaks at: error messages quote them, one line each.
 _LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in
@@ -94,6 +95,39 @@ def real(rule: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{rule}, got {s!r}")
         return v
     return real
+
+
+def memory_size(s: str) -> str:
+    """--memory-budget: bytes with a unit, checked here (kept as given for the planner).
+
+    >>> memory_size("80GiB")
+    '80GiB'
+    >>> memory_size("lots")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: memory budget: cannot read 'lots'; write bytes with a unit, ...
+    """
+    try:
+        parse_bytes(s)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return s
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint and --memory-budget, shared by `bill` and `budget`."""
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_CHOICES, default="none",
+                        help="recompute activations: every block (full), attention cores "
+                             "(selective), or the planner's blocks under --memory-budget "
+                             "(auto)")
+    parser.add_argument("--memory-budget", type=memory_size, default=None,
+                        help="bytes for --checkpoint auto, e.g. 80GiB")
+
+
+def check_checkpoint_options(args: argparse.Namespace) -> None:
+    """--memory-budget goes with --checkpoint auto."""
+    if args.memory_budget is not None and args.checkpoint != "auto":
+        raise ValueError("--memory-budget is the budget of --checkpoint auto; add "
+                         "--checkpoint auto (or drop --memory-budget)")
 
 
 def path(s: str) -> str:

@@ -8,10 +8,17 @@ import argparse
 import dataclasses
 import time
 
-from flopgrad.cli._args import whole
+from flopgrad.cli._args import add_checkpoint_options, check_checkpoint_options, whole
 from flopgrad.models import GPTConfig
-from flopgrad.planning import formula_table, model_config, step_bill, step_memory, training_flops
-from flopgrad.report import human_bytes
+from flopgrad.planning import (
+    checkpointed_step_bill,
+    formula_table,
+    model_config,
+    step_bill,
+    step_memory,
+    training_flops,
+)
+from flopgrad.report import human, human_bytes
 
 _SIZES = ("n_layer", "n_head", "d_model", "ctx", "vocab")
 
@@ -30,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         sizes.add_argument(f"--{k.replace('_', '-')}", type=count)
     bl.add_argument("--batch", type=count, default=1)
     bl.add_argument("--depth", type=count, default=3, help="scope depth of the table")
+    add_checkpoint_options(bl)
     bl.set_defaults(func=run)
     return bl
 
@@ -48,8 +56,10 @@ def _config_from_args(args: argparse.Namespace) -> GPTConfig:
 def run(args: argparse.Namespace) -> int:
     """The exact bill of one training step of a GPT, counted on meta tensors."""
     cfg = _config_from_args(args)
+    check_checkpoint_options(args)
     start = time.perf_counter()
-    bill, _ = step_bill(cfg, batch=args.batch)
+    bill, plan = checkpointed_step_bill(cfg, args.checkpoint, args.batch,
+                                        memory_budget=args.memory_budget)
     seconds = time.perf_counter() - start
     n = cfg.num_params()
     tokens = args.batch * cfg.ctx
@@ -68,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
           f"{hb(memory.optimizer_state)}, activations saved for backward "
           f"{hb(memory.activations)}; peak {hb(memory.peak)} in this first step, at most "
           f"{hb(memory.later_peak)} in a later step (the AdamW state stays alive)")
+    if args.checkpoint != "none":
+        _print_checkpointing(cfg, args, bill, plan)
     print("\npublished formulas beside the count:")
     for r in formula_table(cfg, bill, args.batch):
         print(f"  {r['formula']:<42} {r['value']:>12.4g}  counted {r['counted']:>12.4g}  "
@@ -79,3 +91,14 @@ def run(args: argparse.Namespace) -> int:
     for rule in bill.rules(params=n, tokens=tokens)[:2]:
         print(f"  - {rule}")
     return 0
+
+
+def _print_checkpointing(cfg: GPTConfig, args: argparse.Namespace, bill, plan) -> None:
+    """Peak memory and FLOPs of the step without and with the checkpoint policy."""
+    base, _ = step_bill(dataclasses.replace(cfg, checkpoint="none"), batch=args.batch)
+    hb, recompute = human_bytes, bill.flops("recompute")
+    print(f"\ncheckpoint {args.checkpoint}: peak memory {hb(base.peak_bytes)} -> "
+          f"{hb(bill.peak_bytes)}, FLOPs {human(base.flops())} -> {human(bill.flops())} "
+          f"(+{100 * recompute / max(base.flops(), 1):.1f}%: {human(recompute)} recomputed)")
+    if plan is not None:
+        print(plan.table())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flopgrad.cli._args import real, whole
+from flopgrad.cli._args import add_checkpoint_options, check_checkpoint_options, real, whole
 from flopgrad.planning import budget
 
 
@@ -21,6 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     default=0.4, help="model FLOPs utilisation (0, 1]")
     bu.add_argument("--price-per-gpu-hour", default=None,
                     type=real("must be finite and >= 0", lambda v: v >= 0))
+    add_checkpoint_options(bu)
     bu.set_defaults(func=run)
     return bu
 
@@ -29,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
     """GPU-hours, days and cost of a training run."""
     if args.params is None and args.model is None:
         raise ValueError("give --params N (for 6ND) or --model PRESET (for an exact count)")
+    check_checkpoint_options(args)
     b = budget(params=args.params, tokens=args.tokens, model=args.model, gpu=args.gpu,
-               gpus=args.gpus, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour)
+               gpus=args.gpus, mfu=args.mfu, price_per_gpu_hour=args.price_per_gpu_hour,
+               checkpoint=args.checkpoint, memory_budget=args.memory_budget)
     print(b.summary())
     print(f"(peak {b.gpu.peak_flops / 1e12:.0f} TFLOP/s: {b.gpu.source})")
     return 0

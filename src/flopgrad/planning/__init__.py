@@ -14,7 +14,15 @@ checkpoint schedules for chains of equal steps).
 
 from __future__ import annotations
 
-from flopgrad.planning.bill import formula_table, step_bill, training_flops
+from flopgrad.planning.bill import (
+    CHECKPOINT_CHOICES,
+    checkpointed_step_bill,
+    formula_table,
+    gpt_step,
+    plan_gpt_checkpoints,
+    step_bill,
+    training_flops,
+)
 from flopgrad.planning.budgets import Budget, budget
 from flopgrad.planning.checkpoint import CheckpointPlan, parse_bytes, plan_checkpoints
 from flopgrad.planning.hardware import GPU, GPUS
@@ -31,4 +39,5 @@ from flopgrad.planning.presets import PLANNING_PRESETS, model_config
 __all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config",
            "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
            "saved_activation_bytes", "StepMemory", "step_memory", "DTYPE_BYTES",
-           "STATE_TENSORS", "CheckpointPlan", "parse_bytes", "plan_checkpoints"]
+           "STATE_TENSORS", "CheckpointPlan", "parse_bytes", "plan_checkpoints", "gpt_step",
+           "plan_gpt_checkpoints", "checkpointed_step_bill", "CHECKPOINT_CHOICES"]

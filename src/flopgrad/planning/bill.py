@@ -9,35 +9,114 @@ True
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
 from flopgrad import formulas, optim
 from flopgrad.creation import meta, randint
 from flopgrad.models import GPT, GPTConfig
+from flopgrad.nn.utils import checkpoint_modules
+from flopgrad.planning.checkpoint import CheckpointPlan, plan_checkpoints
 from flopgrad.report import Bill, profile
 
-__all__ = ["step_bill", "training_flops", "formula_table"]
+__all__ = ["step_bill", "gpt_step", "plan_gpt_checkpoints", "checkpointed_step_bill",
+           "CHECKPOINT_CHOICES", "training_flops", "formula_table"]
 
 
-def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> tuple[Bill, GPT]:
+def step_bill(cfg: GPTConfig, batch: int = 1, seq: int | None = None,
+              checkpoint: Sequence[str] | None = None) -> tuple[Bill, GPT]:
     """The exact bill of one AdamW training step of a GPT, on meta tensors (no memory).
+
+    `checkpoint` lists modules to checkpoint (a plan's `.modules`); `cfg.checkpoint`
+    ("none", "full", "selective") is the preset switch.
 
     >>> import flopgrad as fg
     >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
     >>> bill, model = fg.planning.step_bill(cfg, batch=2)
     >>> bill.flops("forward", kind="tensor"), next(model.parameters()).is_meta
     (229376, True)
+    >>> fg.planning.step_bill(cfg, checkpoint=["blocks.1"])[0].flops("recompute") > 0
+    True
     """
     if batch <= 0:
         raise ValueError(f"batch must be positive, got {batch}")
-    seq = cfg.ctx if seq is None else seq
     with meta():
         model = GPT(cfg)
-    opt = optim.AdamW(model.parameters(), lr=1e-4)
-    idx = randint(0, cfg.vocab, (batch, seq), device="meta")  # token ids: no memory
+    if checkpoint is not None:
+        checkpoint_modules(model, checkpoint)
+    step = gpt_step(cfg, batch, seq)
     with profile() as bill:
+        step(model)
+    return bill, model
+
+
+def gpt_step(cfg: GPTConfig, batch: int = 1, seq: int | None = None) -> Callable:
+    """step(model): one AdamW training step of a GPT on meta token ids, for
+    `fg.plan_checkpoints` (each model keeps its optimizer, and so its state, across calls).
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> with fg.meta():
+    ...     model = fg.models.GPT(cfg)
+    >>> fg.planning.gpt_step(cfg, batch=2)(model)
+    """
+    seq = cfg.ctx if seq is None else seq
+    idx = randint(0, cfg.vocab, (batch, seq), device="meta")  # token ids: no memory
+    optimizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def step(model) -> None:
+        opt = optimizers.get(model)
+        if opt is None:
+            opt = optimizers[model] = optim.AdamW(model.parameters(), lr=1e-4)
         _, loss = model(idx, idx)
         loss.backward()
         opt.step()
-    return bill, model
+
+    return step
+
+
+def plan_gpt_checkpoints(cfg: GPTConfig, budget: int | str, batch: int = 1,
+                         seq: int | None = None) -> CheckpointPlan:
+    """The blocks of a GPT to checkpoint so that one AdamW step fits in `budget`, with the
+    fewest recompute FLOPs (`fg.plan_checkpoints` on the meta step).
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=4, n_head=2, d_model=64, ctx=64, vocab=32)
+    >>> plan = fg.planning.plan_gpt_checkpoints(cfg, "15MiB", batch=16)
+    >>> plan.peak_bytes <= plan.budget < plan.baseline_peak_bytes, len(plan.modules)
+    (True, 2)
+    """
+    with meta():
+        model = GPT(cfg)
+    return plan_checkpoints(model, gpt_step(cfg, batch, seq), budget)
+
+
+CHECKPOINT_CHOICES = ("none", "full", "selective", "auto")
+
+
+def checkpointed_step_bill(cfg: GPTConfig, checkpoint: str = "none", batch: int = 1,
+                           seq: int | None = None, memory_budget: int | str | None = None
+                           ) -> tuple[Bill, CheckpointPlan | None]:
+    """The meta step bill of a GPT under a checkpoint policy: "none", "full" (every block),
+    "selective" (attention cores) or "auto" (the planner's blocks under `memory_budget`);
+    with "auto", also the plan.
+
+    >>> import flopgrad as fg
+    >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
+    >>> bill, plan = fg.planning.checkpointed_step_bill(cfg, "full")
+    >>> bill.flops("recompute") > 0, plan
+    (True, None)
+    """
+    if checkpoint not in CHECKPOINT_CHOICES:
+        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got "
+                         f"{checkpoint!r}")
+    if checkpoint == "auto":
+        if memory_budget is None:
+            raise ValueError("checkpoint 'auto' needs a memory budget (e.g. 80GiB) to plan for")
+        plan = plan_gpt_checkpoints(replace(cfg, checkpoint="none"), memory_budget, batch, seq)
+        return step_bill(replace(cfg, checkpoint="none"), batch, seq, plan.modules)[0], plan
+    return step_bill(replace(cfg, checkpoint=checkpoint), batch, seq)[0], None
 
 
 def training_flops(bill: Bill) -> int:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from flopgrad.models import GPTConfig
-from flopgrad.planning.bill import step_bill, training_flops
+from flopgrad.planning.bill import CHECKPOINT_CHOICES, checkpointed_step_bill, training_flops
 from flopgrad.planning.hardware import GPU, GPUS
 from flopgrad.planning.memory import saved_activation_bytes, state_bytes
 from flopgrad.planning.presets import model_config
@@ -85,13 +85,16 @@ def _positive(name: str, value: float | None) -> None:
 def budget(params: float | None = None, tokens: float | None = None,
            model: str | GPTConfig | None = None,
            gpu: str = "h100", gpus: int = 1, mfu: float = 0.4,
-           price_per_gpu_hour: float | None = None) -> Budget:
+           price_per_gpu_hour: float | None = None, checkpoint: str = "none",
+           memory_budget: int | str | None = None) -> Budget:
     """FLOPs, GPU-hours, days and cost of training on `tokens` tokens.
 
     With `params` only, FLOPs are 6·N·D. With `model` (a preset name or GPTConfig), the
     FLOPs per token are counted exactly from one meta training step (forward + backward;
     the optimizer's per-step cost is excluded since it does not scale with tokens), and
-    memory comes from the same bill.
+    memory comes from the same bill. `checkpoint` ("full", "selective", or "auto": the
+    planner's blocks under `memory_budget`, by default the GPU's memory) recomputes
+    activations: fewer bytes kept, the recompute FLOPs added per token.
 
     >>> import flopgrad as fg
     >>> cfg = fg.models.GPTConfig(n_layer=2, n_head=2, d_model=16, ctx=8, vocab=32)
@@ -110,13 +113,25 @@ def budget(params: float | None = None, tokens: float | None = None,
         raise ValueError(f"price_per_gpu_hour must be >= 0, got {price_per_gpu_hour}")
     if params is None and model is None:
         raise ValueError("give params= (for 6ND) or model= (for an exact count)")
+    if checkpoint not in CHECKPOINT_CHOICES:
+        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got "
+                         f"{checkpoint!r}")
+    if checkpoint != "none" and model is None:
+        raise ValueError("checkpointing needs model= (a preset or GPTConfig) to count it")
     warnings = []
     if model is not None:
         cfg = model_config(model)
-        bill, _ = step_bill(cfg, batch=1)
+        if checkpoint == "auto" and memory_budget is None:
+            memory_budget = GPUS[gpu].memory_bytes
+        bill, plan = checkpointed_step_bill(cfg, checkpoint, memory_budget=memory_budget)
         n = cfg.num_params()
         per_token = training_flops(bill) / cfg.ctx
         source = f"exact count of a {cfg.ctx}-token training step"
+        if checkpoint != "none":
+            chosen = "" if plan is None else f": {len(plan.modules)} of {cfg.n_layer} blocks"
+            source += (f", checkpoint {checkpoint}{chosen} (+"
+                       f"{100 * bill.flops('recompute') / (per_token * cfg.ctx):.1f}% "
+                       "recomputed)")
         breakdown = {**state_bytes(n), "activations": saved_activation_bytes(bill)}
         if params is not None and int(params) != n:
             warnings.append(f"params={params:,} ignored: the model has {n:,}")

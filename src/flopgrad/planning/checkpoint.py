@@ -55,6 +55,10 @@ def parse_bytes(budget: int | float | str) -> int:
     return int(value)
 
 
+class CheckpointBudgetError(ValueError):
+    """No set of checkpointed candidates fits the step in the memory budget."""
+
+
 @dataclass
 class Candidate:
     """One block the planner may checkpoint, measured in the two runs."""
@@ -184,7 +188,7 @@ def plan_checkpoints(model, step: Callable, budget: int | str,
         if chosen is None:
             lowest = model_.lowest_peak()
             checkpoint_modules(model, [p for p in before if p not in paths] + lowest[1])
-            raise MemoryError(_no_fit_message(budget, lowest, _measure(model, step)))
+            raise CheckpointBudgetError(_no_fit_message(budget, lowest, _measure(model, step)))
         checkpoint_modules(model, [p for p in before if p not in paths] + chosen)
         run = _measure(model, step)
     finally:
@@ -381,7 +385,8 @@ def _no_fit_message(budget: int, lowest: tuple[int, list[str]], bill) -> str:
     m = bill.memory_breakdown()
     at = m["at_peak"]
     saved = m["saved_activations_at_peak"]
-    where = f"{m['peak_phase']}" + (f" in {m['peak_scope']}" if m["peak_scope"] else "")
+    scope = m["peak_scope"] if m["peak_scope"] not in ("", m["peak_phase"]) else ""
+    where = m["peak_phase"] + (f" in {scope}" if scope else "")
     return (f"plan_checkpoints: no set of checkpointed blocks fits in {human_bytes(budget)}; "
             f"the smallest peak reachable is {human_bytes(bill.peak_bytes)} "
             f"({len(chosen)} blocks checkpointed), reached during the {where}, holding "

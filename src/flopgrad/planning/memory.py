@@ -52,7 +52,8 @@ def state_bytes(params: int, optimizer: str = "adamw",
 
 def saved_activation_bytes(bill: Bill) -> int:
     """Bytes a step saved for backward that are not leaves (parameters and inputs are
-    counted elsewhere): the activations.
+    counted elsewhere): the activations, kept from the forward to the backward (values a
+    checkpoint recomputes in backward are not among them; its kept inputs are).
 
     >>> import flopgrad as fg
     >>> w = fg.nn.Parameter(fg.ones(4, 4))
@@ -61,7 +62,7 @@ def saved_activation_bytes(bill: Bill) -> int:
     >>> fg.planning.saved_activation_bytes(bill)  # tanh keeps its 2 x 4 float32 output
     32
     """
-    return sum(e["bytes"] for e in bill.saved() if not e["leaf"])
+    return sum(e["bytes"] for e in bill.saved() if not e["leaf"] and e["phase"] != "recompute")
 
 
 @dataclass(frozen=True)
