@@ -95,10 +95,9 @@ def torch_setup(init: dict, idx: np.ndarray):
 
 def torch_peak_bytes(fn) -> int:
     """Peak bytes of the tensors ops made while fn ran (a dispatch mode's count)."""
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
-
-    import torch
 
     state = {"live": 0, "peak": 0}
 
