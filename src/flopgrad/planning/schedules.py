@@ -142,19 +142,21 @@ def _reverse(start: int, n: int, s: int, actions: list) -> None:
                  ("reverse", start + m, n - m, s - 1)]
 
 
-def schedule_table(n_values=(10, 32, 100, 1000), slot_values=(1, 2, 3, 5, 10, 19)) -> list[dict]:
-    """Rows of n, slots, binomial forward steps, and sqrt(n) segmenting (which needs about
-    sqrt(n) slots) for comparison.
+def schedule_table(n_values=(10, 32, 100, 1000)) -> list[dict]:
+    """Binomial against sqrt(n) segmenting with the same memory: k = isqrt(n) segments keep
+    k states and one segment's k steps (2k − 1 slots besides the input), so each n is
+    compared at 2k − 1 slots.
 
-    >>> [r for r in schedule_table((100,), (19,))][0]
-    {'n': 100, 'slots': 19, 'binomial': 179, 'sqrt_segments': 10, 'uniform': 189}
+    >>> schedule_table((100,))
+    [{'n': 100, 'segments': 10, 'slots': 19, 'binomial': 179, 'uniform': 189}]
     """
     rows = []
     for n in n_values:
         k = max(1, math.isqrt(n))
-        for s in slot_values:
-            rows.append({"n": n, "slots": s, "binomial": binomial_forward_steps(n, s),
-                         "sqrt_segments": k, "uniform": uniform_forward_steps(n, k)})
+        slots = max(1, 2 * k - 1)
+        rows.append({"n": n, "segments": k, "slots": slots,
+                     "binomial": binomial_forward_steps(n, slots),
+                     "uniform": uniform_forward_steps(n, k)})
     return rows
 
 
