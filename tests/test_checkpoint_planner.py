@@ -138,6 +138,18 @@ def test_activation_memory_beside_korthikanti_et_al():
     assert full.flops("recompute") > selective.flops("recompute") > 0
 
 
+def test_gpt3_175b_activation_memory_per_layer_with_and_without_selective_recompute():
+    s, b, h, a = 2048, 1, 12288, 96
+    cfg = GPTConfig(n_layer=2, n_head=a, d_model=h, ctx=s, vocab=50257)  # GPT-3's layers
+    plain, _ = step_bill(cfg, batch=b)
+    selective, _ = step_bill(GPTConfig(**{**cfg.to_dict(), "checkpoint": "selective"}))
+    assert _activation_bytes_per_layer(plain) == 64 * s * b * h + 4 * a * s * s * b
+    assert _activation_bytes_per_layer(selective) == 64 * s * b * h
+    korthikanti = s * b * h * (34 + 5 * a * s / h)  # fp16 with dropout: 2.87 GB a layer
+    # a·s/h = 16: float32 without dropout keeps (64 + 4·16) / (34 + 5·16) = 1.12x Korthikanti's
+    assert _activation_bytes_per_layer(plain) / korthikanti == pytest.approx(128 / 114)
+
+
 def test_a_gpt3_175b_plan_in_meta_mode():
     cfg = GPTConfig(96, 96, 12288, 2048, 50257)
     with fg.meta():
