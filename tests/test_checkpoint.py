@@ -277,3 +277,40 @@ def test_flops_match_pytorch_checkpoint_under_flop_counter():
             + bill.flops("recompute", kind="tensor"))
     assert ours == torch_total
     assert bill.flops("recompute", kind="tensor") == 2 * 16 * 32 * 64  # lin1 only, as torch
+
+
+def test_two_threads_checkpoint_at_once():
+    import threading
+
+    fg.manual_seed(0)
+    ws = [fg.nn.Parameter(fg.randn(16, 16)) for _ in range(2)]
+    xs = [fg.randn(8, 16) for _ in range(2)]
+
+    def block(w):
+        return lambda h: ((h @ w).tanh() @ w).sin()
+
+    expected = []
+    for w, x in zip(ws, xs, strict=True):
+        block(w)(x).sum().backward()
+        expected.append(w.grad.numpy().copy())
+        w.grad = None
+    errors, recomputed = [], {}
+
+    def run(k):
+        try:
+            for _ in range(20):
+                ws[k].grad = None
+                with fg.profile() as bill:
+                    fg.checkpoint(block(ws[k]), xs[k]).sum().backward()
+                assert np.array_equal(ws[k].grad.numpy(), expected[k])
+            recomputed[k] = bill.flops("recompute", kind="tensor")
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert recomputed == {0: 2 * 2 * 8 * 16 * 16, 1: 2 * 2 * 8 * 16 * 16}  # per thread: its own
