@@ -59,6 +59,7 @@ from flopgrad.report import Bill, Rule, profile
 from flopgrad.serialization import FileFormatError
 from flopgrad.tensor import (
     Tensor,
+    bfloat16,
     bool_,
     cat,
     chunk,

@@ -46,7 +46,8 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
-_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # PyTorch's categories: bool < int < float
+# PyTorch's categories: bool < int < float (V is bfloat16, a float)
+_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "V": 2, "c": 3}
 _F32 = np.dtype(np.float32)
 _SCALAR_DTYPES = (np.dtype(np.bool_), np.dtype(np.int64), _F32, np.dtype(np.complex64))
 

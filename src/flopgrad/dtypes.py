@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
+# bfloat16 through ml_dtypes: NumPy's dtype kind "V"; flopgrad's floating checks accept it
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+
 DTYPES = {
-    "float16": np.float16, "half": np.float16, "float32": np.float32, "float": np.float32,
+    "float16": np.float16, "half": np.float16, "bfloat16": bfloat16, "float32": np.float32,
+    "float": np.float32,
     "float64": np.float64, "double": np.float64, "int8": np.int8, "int16": np.int16,
     "int32": np.int32, "int64": np.int64, "long": np.int64, "uint8": np.uint8, "bool": np.bool_,
 }
@@ -34,7 +39,7 @@ def as_dtype(dtype: Any) -> np.dtype | None:
     if dtype is float:
         return _DEFAULT_FLOAT
     dt = np.dtype(dtype)
-    if dt.kind not in "biuf":
+    if dt.kind not in "biuf" and dt != bfloat16:
         raise TypeError(_bad_dtype(dt))
     return dt
 

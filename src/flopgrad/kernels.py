@@ -15,8 +15,10 @@ from scipy import special
 from flopgrad import blas
 from flopgrad import shapes as S
 from flopgrad.backend import result_type
+from flopgrad.dtypes import bfloat16 as BF16
 
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+LOW = (F16, BF16)  # 2-byte floats: statistics and sums accumulate in float32, as PyTorch's
 
 _ND = np.ndarray
 
@@ -28,8 +30,8 @@ def numpy_agrees(a, b) -> bool:
     if ta is _ND:
         if tb is _ND:
             return a.dtype is b.dtype
-        return (tb is float or tb is int) and a.dtype.kind == "f"
-    return tb is _ND and (ta is float or ta is int) and b.dtype.kind == "f"
+        return (tb is float or tb is int) and a.dtype.kind in "fV"
+    return tb is _ND and (ta is float or ta is int) and b.dtype.kind in "fV"
 
 
 def torch_dtype(*xs, true_divide: bool = False) -> tuple:
@@ -46,11 +48,11 @@ def in_torch_dtype(fn, true_divide: bool = False):
         if type(a) is _ND:
             tb = type(b)
             if tb is _ND:
-                if a.dtype is b.dtype and (not true_divide or a.dtype.kind == "f"):
+                if a.dtype is b.dtype and (not true_divide or a.dtype.kind in "fV"):
                     return fn(a, b)
-            elif (tb is float or tb is int) and a.dtype.kind == "f":
+            elif (tb is float or tb is int) and a.dtype.kind in "fV":
                 return fn(a, b)
-        elif type(b) is _ND and (type(a) is float or type(a) is int) and b.dtype.kind == "f":
+        elif type(b) is _ND and (type(a) is float or type(a) is int) and b.dtype.kind in "fV":
             return fn(a, b)
         a, b = torch_dtype(a, b, true_divide=true_divide)
         return fn(a, b)
@@ -84,7 +86,7 @@ def on_floats(fn):
 
 def sign(x):
     s = np.sign(x)
-    if s.dtype.kind != "f":
+    if s.dtype.kind not in "fV":
         return s
     if type(s) is not np.ndarray:  # a 0-d input gives a NumPy scalar: no buffer to edit
         return np.asarray(0 if s != s else s, dtype=s.dtype)
@@ -104,7 +106,7 @@ def where(c, x, y):
 
 def _same_float_array(v, c) -> bool:
     """v is a float array of the shape that c broadcasts to."""
-    return type(v) is np.ndarray and v.dtype.kind == "f" and v.ndim > 0 and (
+    return type(v) is np.ndarray and v.dtype.kind in "fV" and v.ndim > 0 and (
         v.shape == c.shape or (c.ndim <= v.ndim and all(
             n == 1 or n == m for n, m in zip(c.shape[::-1], v.shape[::-1], strict=False))))
 
@@ -139,7 +141,7 @@ def floating(fn):
     """fn of a float array; integers and bools are computed in float32, as in PyTorch (NumPy
     gives float64, or float16 for bools)."""
     def forward(x, *params):
-        if x.dtype.kind not in "fc":
+        if x.dtype.kind not in "fcV":
             x = x.astype(np.float32)
         return fn(x, *params)
     forward.__name__ = getattr(fn, "__name__", "forward")
@@ -147,17 +149,17 @@ def floating(fn):
 
 
 def keep_half(fn):
-    """A SciPy ufunc that has no float16 loop (it would return float64), run in float32 and
-    rounded back for float16 input, as PyTorch keeps the dtype."""
+    """A SciPy ufunc that has no float16 or bfloat16 loop (it would return float64), run in
+    float32 and rounded back for 2-byte input, as PyTorch keeps the dtype."""
     def run(x):
-        if x.dtype is F16:
-            return fn(x, dtype=F32).astype(F16)
+        if x.dtype in LOW:
+            return fn(x.astype(F32)).astype(x.dtype)
         return fn(x)
     return run
 
 
 def relu(x):
-    if x.dtype.kind == "f":  # against a zero row: NumPy's loop for a scalar 0 is 2x slower
+    if x.dtype.kind in "fV":  # against a zero row: NumPy's loop for a scalar 0 is 2x slower
         return np.maximum(x, np.zeros(x.shape[-1:], x.dtype))
     return np.maximum(x, 0)
 
@@ -190,8 +192,8 @@ def normalize_rows(x, n_dims, eps, out):
 
 
 def _acc(dtype) -> np.dtype:
-    """The dtype statistics are computed in: float32 for float16 (as PyTorch's kernels)."""
-    return F32 if dtype is F16 else dtype
+    """The dtype statistics are computed in: float32 for 2-byte floats (as PyTorch's)."""
+    return F32 if dtype in LOW else dtype
 
 
 def layer_norm(x, w, b, n_dims, eps):
@@ -289,7 +291,7 @@ def gelu_grad(x, approximate):
 
 
 def pow_scalar(x, e):
-    if x.dtype.kind != "f":
+    if x.dtype.kind not in "fV":
         if type(e) is float:  # an integer tensor to a float power is float32 in PyTorch
             return pow_scalar(x.astype(np.float32), e)
         return np.power(x, e)
@@ -319,10 +321,23 @@ def clamp_tensor(x, lo, hi):
 
 
 def reduce_sum(x, axes, keepdims):
-    if x.dtype is F16:  # accumulated in float32, as PyTorch does (float16 loses 1s at 2048)
+    if x.dtype in LOW:  # accumulated in float32, as PyTorch does (float16 loses 1s at 2048)
         with np.errstate(over="ignore"):  # a sum beyond float16's range is inf, silently
-            return x.sum(axis=axes, keepdims=keepdims, dtype=F32).astype(F16)
+            return x.astype(F32).sum(axis=axes, keepdims=keepdims).astype(x.dtype)
     return x.sum(axis=axes, keepdims=keepdims)
+
+
+def in_float32(fn):
+    """A contraction on bfloat16 computed in float32 and rounded to bfloat16 once, as a GPU's
+    tensor cores accumulate (and NumPy has no bfloat16 BLAS: its own loop is 100x slower)."""
+    def run(*arrays):
+        if any(type(a) is _ND and a.dtype is BF16 for a in arrays):
+            out = fn(*(a.astype(F32) if type(a) is _ND and a.dtype is BF16 else a
+                       for a in arrays))
+            return out.astype(BF16)
+        return fn(*arrays)
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    return run
 
 
 def prod_others(x, axes):
@@ -354,7 +369,7 @@ def reduce_rows(ufunc, x, axis):
 def shifted(x, axis):
     """x - max(x) along axis (the max of an all -inf row taken as 0, so that the row gives
     NaN as in PyTorch; a row with +inf gives NaN too), as a new array."""
-    if x.dtype.kind != "f":
+    if x.dtype.kind not in "fV":
         x = x.astype(np.float64)
     if x.size == 0:  # no max to shift by (an empty row or no rows): an empty result
         return np.empty(x.shape, x.dtype)
@@ -393,6 +408,7 @@ def cross_entropy(x, target, reduction):
     return -picked.sum() if reduction == "sum" else -picked
 
 
+@in_float32
 def matmul(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")
@@ -412,6 +428,7 @@ def gemm(a, b):
     return np.matmul(a, b)
 
 
+@in_float32
 def linear(x, w, b=None):
     """x @ w.T (+ b) over x's last dim, as one 2-D GEMM with the leading dims merged and
     the bias added in place."""

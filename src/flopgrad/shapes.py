@@ -46,7 +46,7 @@ def _broadcast(*args) -> tuple:
 def _float_result(dtype) -> np.dtype:
     """The dtype of a floating op's result: integers and bools give float32, as in PyTorch."""
     dtype = np.dtype(dtype)
-    return dtype if dtype.kind in "fc" else np.dtype(np.float32)
+    return dtype if dtype.kind in "fcV" else np.dtype(np.float32)
 
 
 def binary(a, b):
@@ -120,7 +120,7 @@ def reduce_sum(x, axes, keepdims):
     return _new(_reduced(x.shape, axes, keepdims), _sum_dtype(x.dtype))
 
 
-def reduce_sum_f32(x, axes, keepdims):
+def reduce_sum_f32(x, axes, keepdims, dtype=None):
     return _new(_reduced(x.shape, axes, keepdims), np.float32)
 
 

@@ -219,7 +219,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
         for entry in found.values():
             t, g = entry
             dtype = t._data.dtype
-            if g._data.dtype is not dtype and g._data.dtype != dtype and dtype.kind in "fc":
+            if g._data.dtype is not dtype and g._data.dtype != dtype and dtype.kind in "fcV":
                 g = entry[1] = apply(O.CAST, (g,), (dtype, g._data.dtype))
             if accumulate:
                 _accumulate(t, g, create_graph, handed_out, billing)

@@ -112,7 +112,7 @@ def _leaf(p) -> Tensor:
     p = _tensor(p)
     a = p.detach()
     a._tangent = p._tangent
-    if a._data.dtype.kind == "f":
+    if a._data.dtype.kind in "fV":
         a.requires_grad = True
     return a
 

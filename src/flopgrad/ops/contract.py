@@ -53,10 +53,18 @@ def _einsum_uses(k):
     return tuple(tuple(j for j in range(k) if j != i) for i in range(k))
 
 
-EINSUM = prim("einsum", lambda *a: np.einsum(a[-1], *a[:-1], optimize=len(a) > 2),
+def _einsum(*a):
+    return np.einsum(a[-1], *a[:-1], optimize=len(a) > 2)
+
+
+def _einsum1(*a):
+    return np.einsum(a[-1], *a[:-1])
+
+
+EINSUM = prim("einsum", K.in_float32(_einsum),
               uses=_einsum_uses(2), cost=C.einsum, vjp=_einsum_vjp, jvp=_einsum_jvp,
               meta=S.einsum)
 # one operand (a reduction or a permutation): no contraction path to optimise
-EINSUM1 = prim("einsum1", lambda *a: np.einsum(a[-1], *a[:-1]), billed_as="einsum",
+EINSUM1 = prim("einsum1", K.in_float32(_einsum1), billed_as="einsum",
                uses=_einsum_uses(1), cost=C.einsum, vjp=_einsum_vjp, jvp=_einsum_jvp,
                meta=S.einsum)

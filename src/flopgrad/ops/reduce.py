@@ -24,7 +24,7 @@ def _keepdims_shape(in_shape, axes):
 def _unreduce(n, g):
     """Broadcast a reduction's output gradient back over the reduced axes."""
     in_shape = n.in_shapes[0]
-    axes, keepdims = n.params
+    axes, keepdims = n.params[0], n.params[1]
     if not keepdims and axes is not None:
         g = D.apply(RESHAPE, (g,), (_keepdims_shape(in_shape, axes),))
     return D.apply(EXPAND, (g,), (in_shape,))
@@ -36,13 +36,13 @@ SUM = prim(
     jvp=lambda p, t: _call(SUM, t[0], params=p.params),
     meta=S.reduce_sum,
 )
-# The sum of a float16 tensor as float32 (mean and var divide it before rounding to float16,
-# as PyTorch's kernels do); billed as a sum. Its gradient is rounded to float16 before it
-# is broadcast back.
+# The sum of a float16 or bfloat16 tensor as float32 (mean and var divide it before
+# rounding, as PyTorch's kernels do); billed as a sum. params: axes, keepdims and the input's
+# dtype, to which its gradient is rounded before it is broadcast back.
 SUM_F32 = prim(
-    "sum_f32", lambda x, axes, keepdims: x.sum(axis=axes, keepdims=keepdims, dtype=K.F32),
+    "sum_f32", lambda x, axes, keepdims, dtype: x.astype(K.F32).sum(axis=axes, keepdims=keepdims),
     billed_as="sum", uses=((),), cost=C.reduction,
-    vjp=lambda n, g, i: _unreduce(n, _call(CAST, g, params=(K.F16, g._data.dtype))),
+    vjp=lambda n, g, i: _unreduce(n, _call(CAST, g, params=(n.params[2], g._data.dtype))),
     jvp=lambda p, t: _call(SUM_F32, t[0], params=p.params),
     meta=S.reduce_sum_f32,
 )
@@ -65,7 +65,7 @@ def _extreme_weights(n):
 
 
 def _is_nan(a) -> bool:
-    return type(a) is np.ndarray and a.dtype.kind == "f" and bool(np.isnan(a).any())
+    return type(a) is np.ndarray and a.dtype.kind in "fV" and bool(np.isnan(a).any())
 
 
 def _extreme_vjp(n, g, i):

@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from flopgrad import dispatch
-from flopgrad.dtypes import DTYPES, as_dtype, bool_, float16, float32, float64, int32, int64
+from flopgrad.dtypes import (
+    DTYPES,
+    as_dtype,
+    bfloat16,
+    bool_,
+    float16,
+    float32,
+    float64,
+    int32,
+    int64,
+)
 from flopgrad.tensor import functions
 from flopgrad.tensor._base import TensorBase
 from flopgrad.tensor._dims import _shape_arg
@@ -47,7 +57,7 @@ from flopgrad.tensor.shape import ShapeMixin
 
 __all__ = [
     "DTYPES", "MinMax", "Parameter", "Tensor", "as_dtype", "bool_", "cat", "chunk", "concat",
-    "concatenate", "einsum", "float16", "float32", "float64", "floor_divide", "gather",
+    "concatenate", "einsum", "bfloat16", "float16", "float32", "float64", "floor_divide", "gather",
     "index_select", "int32", "int64", "matmul", "maximum", "minimum", "outer", "scatter_add",
     "split", "stack", "where",
     "_shape_arg", "_t",  # used by flopgrad.creation and flopgrad.nn

@@ -10,7 +10,7 @@ import numpy as np
 from flopgrad import ops as O
 from flopgrad.backend import MetaArray, no_data
 from flopgrad.dispatch import apply, saw_meta
-from flopgrad.dtypes import _DEFAULT_FLOAT, _bad_dtype, as_dtype
+from flopgrad.dtypes import _DEFAULT_FLOAT, _bad_dtype, as_dtype, bfloat16
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -252,7 +252,7 @@ class TensorBase:
         >>> fg.zeros(2).requires_grad_().requires_grad
         True
         """
-        if requires_grad and self._data.dtype.kind not in "fc":
+        if requires_grad and self._data.dtype.kind not in "fcV":
             raise TypeError(
                 f"requires_grad=True needs a floating-point tensor, got dtype {self._data.dtype}; "
                 "convert first, e.g. x.float()")
@@ -408,7 +408,7 @@ def _to_array(data, dtype: np.dtype | None) -> np.ndarray:
 
 def _checked(arr, data):
     """arr, if its dtype is one flopgrad computes with (bool, integers, floating point)."""
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind not in "biuf" and arr.dtype != bfloat16:
         raise TypeError(_bad_dtype(arr.dtype, f"from {type(data).__name__} "))
     return arr
 

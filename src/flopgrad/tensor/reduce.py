@@ -14,7 +14,7 @@ import numpy as np
 
 from flopgrad import ops as O
 from flopgrad.dispatch import apply
-from flopgrad.dtypes import float16
+from flopgrad.dtypes import bfloat16, float16
 from flopgrad.ops import Op
 from flopgrad.tensor._base import TensorBase
 from flopgrad.tensor._dims import _dims, _one_dim
@@ -82,7 +82,7 @@ def reduction(impl: Callable | None = None, *, dims: str = "many", dtype: bool =
                    keepdims: bool | None = None, dtype: Any = None) -> Tensor:
             if dtype is not None:
                 self = self.to(dtype)
-            if floating and self._data.dtype.kind not in "fc":
+            if floating and self._data.dtype.kind not in "fcV":
                 raise TypeError(f"{name}: needs a floating-point tensor (or a floating dtype=), "
                                 f"got {self.dtype}; convert it with .float() first")
             return impl(self, None if dim is None and axis is None else resolve(
@@ -387,12 +387,13 @@ def _var_args(x: Tensor, dim, unbiased, correction, axis, name: str):
 
 
 def _sum_div(x: Tensor, dims: tuple | None, keep: bool, divisor) -> Tensor:
-    """x summed over dims, divided by a number (mean, var): float16 is summed and divided in
-    float32 and only the result rounded to float16, as PyTorch does (a float16 sum of 70,000
-    values overflows, and so does the count 70,000 itself). Billed as the same sum and
+    """x summed over dims, divided by a number (mean, var): float16 and bfloat16 are summed
+    and divided in float32 and only the result rounded, as PyTorch does (a float16 sum of
+    70,000 values overflows, and so does the count 70,000 itself). Billed as the same sum and
     division, plus the cast of the result."""
-    if x._data.dtype is float16:
-        return (apply(O.SUM_F32, (x,), (dims, keep)) / divisor).to(float16)
+    dtype = x._data.dtype
+    if dtype is float16 or dtype is bfloat16:
+        return (apply(O.SUM_F32, (x,), (dims, keep, dtype)) / divisor).to(dtype)
     return x.sum(dims, keep) / divisor
 
 

@@ -50,7 +50,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     x = _t(x)
-    if x.dtype.kind != "f":
+    if x.dtype.kind not in "fV":
         raise TypeError(f"gelu: needs a floating-point tensor, got dtype {x.dtype}; "
                         "convert it with .float() first")
     return apply(O.GELU, (x,), (approximate,))

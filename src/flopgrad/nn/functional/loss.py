@@ -113,7 +113,7 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None,
         tgt = np.asarray(tgt)
     class_dim = 0 if logits.ndim == 1 else 1
     n_classes = logits.shape[class_dim]
-    if tgt.dtype.kind == "f":  # class probabilities
+    if tgt.dtype.kind in "fV":  # class probabilities
         logp = logits.log_softmax(class_dim)
         wshape = [1] * logits.ndim
         wshape[class_dim] = n_classes

@@ -99,7 +99,7 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                               "max_pool2d", "effective")
     batched = x.ndim == 4
     xb = x if batched else x.unsqueeze(0)
-    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    fill = -np.inf if x.dtype.kind in "fV" else np.iinfo(x.dtype).min
     cols = _pool_windows(xb, *geometry, fill)
     idx = apply(O.ARGMAX, (cols,), (2, True))
     out = cols.gather(2, idx).squeeze(2)
@@ -169,7 +169,7 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool =
     if (divisor == divisor.flat[0]).all():
         result = cols.sum(2) / float(divisor.flat[0])
     else:
-        result = cols.sum(2) / Tensor(divisor.astype(x.dtype if x.dtype.kind == "f"
+        result = cols.sum(2) / Tensor(divisor.astype(x.dtype if x.dtype.kind in "fV"
                                                      else np.float64))
     return result if batched else result.squeeze(0)
 

@@ -374,7 +374,7 @@ class Module:
         if dt is None:
             return self
         for t in tensors:
-            if t.dtype.kind == "f":
+            if t.dtype.kind in "fV":
                 t._data = t._data.astype(dt)
                 t._version[0] += 1
         return self
