@@ -237,15 +237,27 @@ def test_a_long_name_gets_a_temporary_that_fits(tmp_path):
 
 # ---------------------------------------------------------------- unreadable files
 
-def test_a_bfloat16_file_written_by_torch_names_the_tensor(tmp_path):
+def test_a_bfloat16_file_written_by_torch_loads_exactly_and_round_trips(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+    path = tmp_path / "bf16.safetensors"
+    values = torch.tensor([1.0, -2.5, 3.14159, 1e-3]).to(torch.bfloat16)
+    save_file({"ok": torch.ones(2), "emb.weight": values}, str(path))
+    loaded = fg.load(path)
+    assert loaded["emb.weight"].dtype == fg.bfloat16
+    assert loaded["emb.weight"].numpy().astype(np.float32).tolist() == values.float().tolist()
+    fg.save(loaded, tmp_path / "again.safetensors")  # and back: torch reads flopgrad's file
+    again = load_file(str(tmp_path / "again.safetensors"))
+    assert again["emb.weight"].dtype == torch.bfloat16 and torch.equal(again["emb.weight"], values)
+
+
+def test_a_float8_file_written_by_torch_names_the_tensor(tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
-    path = tmp_path / "bf16.safetensors"
-    save_file({"ok": torch.ones(2), "emb.weight": torch.ones(2, dtype=torch.bfloat16)},
+    path = tmp_path / "f8.safetensors"
+    save_file({"ok": torch.ones(2), "emb.weight": torch.ones(2).to(torch.float8_e4m3fn)},
               str(path))
-    with pytest.raises(FileFormatError,
-                       match=r"bf16.safetensors: tensor 'emb.weight' is bfloat16, and "
-                             "bfloat16 is not supported yet"):
+    with pytest.raises(FileFormatError, match=r"f8.safetensors: tensor 'emb.weight' has dtype"):
         fg.load(path)
 
 

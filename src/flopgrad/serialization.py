@@ -20,14 +20,15 @@ import numpy as np
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
+from flopgrad.dtypes import bfloat16
 from flopgrad.files import write_atomic_bytes
 from flopgrad.tensor import Tensor
 
 _TREE_KEY = "flopgrad.tree"
 _HEADER_KEY = "__metadata__"  # safetensors' reserved header entry: no tensor may use it
-# safetensors dtypes that NumPy (hence flopgrad) holds; bfloat16 and the float8/6/4 are not
-_NUMPY_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32",
-                 "F64", "C64"}
+# safetensors dtypes flopgrad holds (bfloat16 through ml_dtypes); the float8/6/4 are not
+_NUMPY_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "BF16",
+                 "F32", "F64", "C64"}
 
 
 class FileFormatError(ValueError):
@@ -184,14 +185,25 @@ def _header(blob: bytes) -> dict:
     return header
 
 
+def _bfloat16_as_uint16(blob: bytes, header: dict) -> tuple[bytes, list[str]]:
+    """safetensors' NumPy loader has no bfloat16 (it writes it): the header names those
+    tensors uint16 (the same 2 bytes) and the caller views them as bfloat16."""
+    keys = [k for k, info in header.items()
+            if k != _HEADER_KEY and isinstance(info, dict) and info.get("dtype") == "BF16"]
+    if not keys:
+        return blob, keys
+    (n,) = struct.unpack("<Q", blob[:8])
+    renamed = {k: ({**info, "dtype": "U16"} if k in keys else info) for k, info in header.items()}
+    text = json.dumps(renamed, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header with spaces to 8 bytes
+    return struct.pack("<Q", len(text)) + text + blob[8 + n:], keys
+
+
 def _check_dtypes(header: dict, path: str) -> None:
     for key, info in header.items():
         dtype = info.get("dtype") if isinstance(info, dict) else None
         if key == _HEADER_KEY or not isinstance(dtype, str) or dtype in _NUMPY_DTYPES:
             continue  # a malformed entry is safetensors' to report
-        if dtype == "BF16":
-            raise FileFormatError(f"load: {path}: tensor {key!r} is bfloat16, and bfloat16 is "
-                                  "not supported yet (convert it to float32 first)")
         raise FileFormatError(f"load: {path}: tensor {key!r} has dtype {dtype[:20]!r}, which "
                               "flopgrad does not support")
 
@@ -215,7 +227,7 @@ def _restore(text: str, arrays: dict):
 def load(path: str | os.PathLike):
     """Read what save() wrote (a plain safetensors file loads as a dict of tensors).
 
-    A file that is not valid safetensors, holds a dtype NumPy lacks (bfloat16, float8) or
+    A file that is not valid safetensors, holds a dtype flopgrad lacks (float8, ...) or
     carries broken flopgrad metadata raises FileFormatError (a ValueError) naming the file.
 
     >>> import flopgrad as fg, os, tempfile
@@ -237,10 +249,13 @@ def load(path: str | os.PathLike):
     except _Malformed as err:
         raise FileFormatError(f"load: {path} is not a valid safetensors file: {err}") from None
     _check_dtypes(header, path)
+    blob, bf16 = _bfloat16_as_uint16(blob, header)
     try:
         arrays = _st_load(blob)
     except Exception as err:  # safetensors' own checks (offsets, shapes, dtypes)
         raise FileFormatError(f"load: {path} is not a valid safetensors file: {err}") from None
+    for key in bf16:
+        arrays[key] = arrays[key].view(bfloat16)
     meta = header.get(_HEADER_KEY) or {}
     if _TREE_KEY not in meta:
         return {k: Tensor(v) for k, v in arrays.items()}
