@@ -87,6 +87,7 @@ from flopgrad.tensor import (
 __version__ = "0.1.0"
 
 from flopgrad import (  # noqa: E402
+    amp,  # fg.amp.autocast, fg.amp.GradScaler
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     data,
     formulas,  # noqa: E402
@@ -95,6 +96,7 @@ from flopgrad import (  # noqa: E402
     optim,
     training,
 )
+from flopgrad.amp import autocast  # noqa: E402
 from flopgrad.planning import budget, plan_checkpoints  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 

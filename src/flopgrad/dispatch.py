@@ -32,7 +32,7 @@ class Mode:
     """
 
     __slots__ = ("grad_enabled", "forward_ad", "listeners", "phase", "scope", "meta", "role",
-                 "grad_of", "checkpoint")
+                 "grad_of", "checkpoint", "autocast")
 
     def __init__(self):
         self.grad_enabled = True
@@ -44,6 +44,7 @@ class Mode:
         self.role: str | None = None  # "weight" / "input" while a backward slot runs
         self.grad_of: tuple | None = None  # (op name, input slot) whose gradient is computed
         self.checkpoint = None  # inside fg.checkpoint: the frame that holds or refills nodes
+        self.autocast = None  # inside fg.autocast: the policy that casts an op's inputs
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -161,6 +162,9 @@ def _data(a):
 
 def apply(op: Op, args: tuple, params: tuple = ()):
     """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
+    mode_ = _per_thread.mode
+    if mode_.autocast is not None:
+        args = mode_.autocast.cast(op, args)  # fg.autocast: the op's inputs in its dtype
     n_args = len(args)  # the common cases unrolled: these lines run for every op
     if n_args == 2:
         a, b = args
@@ -170,7 +174,6 @@ def apply(op: Op, args: tuple, params: tuple = ()):
         arrays = [a._data if isinstance(a, Tensor) else a]
     else:
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
-    mode_ = _per_thread.mode
     listening = mode_.listeners
     if listening:
         start = perf_counter_ns()

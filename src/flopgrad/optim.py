@@ -18,8 +18,11 @@ import numpy as np
 from flopgrad.autograd import no_grad
 from flopgrad.backend import zeros_like
 from flopgrad.dispatch import mode, track_alloc
+from flopgrad.dtypes import bfloat16, float16, float32
 from flopgrad.ledger import phase, scope
 from flopgrad.tensor import Tensor
+
+_LOW_PRECISION = (float16, bfloat16)
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "LambdaLR", "CosineWarmupLR"]
 
@@ -51,7 +54,11 @@ class Optimizer:
     (True, [0.1, 0.5])
     """
 
-    def __init__(self, params: Iterable, defaults: dict):
+    def __init__(self, params: Iterable, defaults: dict, master_weights: bool = False):
+        if not isinstance(master_weights, bool):
+            raise TypeError(f"{type(self).__name__}: master_weights must be True or False, got "
+                            f"{master_weights!r}")
+        self.master_weights = master_weights
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -111,12 +118,24 @@ class Optimizer:
                 for p in group["params"]:
                     if p.grad is not None:
                         state = self.state.setdefault(id(p), {})
-                        self._update(_writable(p), p.grad, state, group)
+                        if self.master_weights and p._data.dtype in _LOW_PRECISION:
+                            self._update_master(_writable(p), state, group)
+                        else:
+                            self._update(_writable(p), p.grad, state, group)
                         if billing:
                             _track_state(p, state)
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError
+
+    def _update_master(self, p: Tensor, state: dict, group: dict) -> None:
+        """Mixed precision: update a float32 copy of a 2-byte parameter with its gradient in
+        float32, then round the copy into the parameter (the casts are billed)."""
+        master = state.get("master_weight")
+        if master is None:
+            master = state["master_weight"] = p.to(float32)
+        self._update(master, p.grad.to(float32), state, group)
+        p._data[...] = master.to(p._data.dtype)._data
 
     def state_dict(self) -> dict:
         """Hyper-parameters and per-parameter state, parameters referred to by position.
@@ -184,11 +203,12 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, master_weights: bool = False):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+                                      weight_decay=weight_decay, nesterov=nesterov),
+                         master_weights)
 
     def _update(self, p, g, state, group):
         if group["weight_decay"]:
@@ -217,12 +237,12 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, master_weights: bool = False):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay), master_weights)
 
     def _update(self, p, g, state, group):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -231,7 +251,7 @@ class Adam(Optimizer):
                 p.mul_(1 - lr * wd)
             else:
                 g = g + wd * p
-        if not state:
+        if "step" not in state:
             state["step"] = 0
             state["exp_avg"] = Tensor(zeros_like(p._data))
             state["exp_avg_sq"] = Tensor(zeros_like(p._data))
@@ -257,8 +277,8 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2):
-        super().__init__(params, lr, betas, eps, weight_decay)
+                 weight_decay: float = 1e-2, master_weights: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, master_weights)
 
 
 # ---------------------------------------------------------------- schedules
