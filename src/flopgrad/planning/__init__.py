@@ -8,8 +8,10 @@
 The parts: `hardware` (the GPU table), `presets` (configurations by name), `bill` (the
 meta step and the published formulas beside it), `memory` (the bytes of weights, gradients,
 optimizer state and activations of a step: planned and measured), `budgets` (budget()),
-`checkpoint` (which blocks to recompute under a memory budget) and `schedules` (binomial
-checkpoint schedules for chains of equal steps).
+`checkpoint` (which blocks to recompute under a memory budget), `schedules` (binomial
+checkpoint schedules for chains of equal steps) and `parallel` (per-GPU model states under
+ZeRO, activations under tensor/sequence/pipeline parallelism, communication volumes and
+the pipeline bubble, each a published formula).
 """
 
 from __future__ import annotations
@@ -34,10 +36,33 @@ from flopgrad.planning.memory import (
     state_bytes,
     step_memory,
 )
+from flopgrad.planning.parallel import (
+    BYTES_PER_PARAM,
+    RECOMPUTE,
+    Convention,
+    all_gather_bytes,
+    all_reduce_bytes,
+    check_layout,
+    data_parallel_bytes,
+    korthikanti_activation_bytes,
+    korthikanti_extra_bytes,
+    korthikanti_layer_bytes,
+    model_state_bytes,
+    pipeline_bubble,
+    pipeline_bubble_share,
+    pipeline_p2p_bytes,
+    reduce_scatter_bytes,
+    tensor_parallel_bytes,
+)
 from flopgrad.planning.presets import PLANNING_PRESETS, model_config
 
 __all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config",
            "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
            "saved_activation_bytes", "StepMemory", "step_memory", "DTYPE_BYTES",
            "STATE_TENSORS", "CheckpointPlan", "parse_bytes", "plan_checkpoints", "gpt_step",
-           "plan_gpt_checkpoints", "checkpointed_step_bill", "CHECKPOINT_CHOICES"]
+           "plan_gpt_checkpoints", "checkpointed_step_bill", "CHECKPOINT_CHOICES",
+           "Convention", "BYTES_PER_PARAM", "RECOMPUTE", "model_state_bytes",
+           "korthikanti_layer_bytes", "korthikanti_activation_bytes", "korthikanti_extra_bytes",
+           "all_reduce_bytes", "reduce_scatter_bytes", "all_gather_bytes", "data_parallel_bytes",
+           "tensor_parallel_bytes", "pipeline_p2p_bytes", "pipeline_bubble",
+           "pipeline_bubble_share", "check_layout"]
