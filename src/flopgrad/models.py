@@ -112,6 +112,7 @@ class GPTConfig:
     tied_embeddings: bool = True
     dropout: float = 0.0
     checkpoint: str = "none"  # "full": every block recomputed; "selective": attention cores
+    tp: int = 1  # one tensor-parallel shard of tp: heads and MLP units split (fg.plan bills it)
 
     def __post_init__(self):
         for k in ("n_layer", "n_head", "d_model", "ctx", "vocab"):
@@ -122,6 +123,9 @@ class GPTConfig:
                              f"{self.n_head}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.tp < 1 or self.n_head % self.tp or self.d_model % self.tp:
+            raise ValueError(f"GPTConfig: tp {self.tp} must divide n_head {self.n_head} and "
+                             f"d_model {self.d_model}")
         if self.checkpoint not in CHECKPOINT_POLICIES:
             raise ValueError(f"GPTConfig: checkpoint must be one of {CHECKPOINT_POLICIES}, got "
                              f"{self.checkpoint!r}")
@@ -147,10 +151,10 @@ class GPTConfig:
         >>> cfg.num_params()
         7232
         """
-        d, b = self.d_model, int(self.bias)
+        d, b, inner = self.d_model, int(self.bias), self.d_model // self.tp
         per_layer = (2 * d + 2 * d * b  # two layer norms
-                     + 3 * d * d + 3 * d * b + d * d + d * b  # attention
-                     + 8 * d * d + 4 * d * b + d * b)  # MLP
+                     + 3 * d * inner + 3 * inner * b + inner * d + d * b  # attention
+                     + 8 * d * inner + 4 * inner * b + d * b)  # MLP (a tp shard's share)
         total = self.vocab * d + self.ctx * d + self.n_layer * per_layer + d + d * b
         if not self.tied_embeddings:
             total += self.vocab * d
@@ -162,7 +166,7 @@ class GPTConfig:
         >>> import flopgrad as fg
         >>> d = fg.models.GPTConfig(n_layer=1, n_head=1, d_model=4, ctx=2, vocab=3).to_dict()
         >>> d["n_layer"], d["vocab"], d["dropout"], len(d)
-        (1, 3, 0.0, 9)
+        (1, 3, 0.0, 10)
         """
         return asdict(self)
 
@@ -190,24 +194,27 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.n_head, self.d_model = cfg.n_head, cfg.d_model
-        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
-        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        # a tensor-parallel shard (cfg.tp > 1) has n_head / tp heads of the same width
+        self.n_head, self.d_model = cfg.n_head // cfg.tp, cfg.d_model
+        self.head_dim, inner = cfg.d_model // cfg.n_head, cfg.d_model // cfg.tp
+        self.c_attn = nn.Linear(cfg.d_model, 3 * inner, bias=cfg.bias)
+        self.c_proj = nn.Linear(inner, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.checkpoint_core = cfg.checkpoint == "selective"
 
     def forward(self, x):
         """Attention output of x of shape (batch, seq, d_model), same shape. With selective
         checkpointing the attention core (softmax(q k^T) v) is recomputed in backward."""
-        b, t, d = x.shape
-        q, k, v = self.c_attn(x).split(d, dim=2)
-        shape = (b, t, self.n_head, d // self.n_head)
+        b, t, _ = x.shape
+        inner = self.n_head * self.head_dim
+        q, k, v = self.c_attn(x).split(inner, dim=2)
+        shape = (b, t, self.n_head, self.head_dim)
         q, k, v = (z.reshape(shape).transpose(1, 2) for z in (q, k, v))
         attend = F.scaled_dot_product_attention
         if self.checkpoint_core:
             attend = partial(checkpoint, attend)
         y = attend(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(b, t, d)
+        y = y.transpose(1, 2).reshape(b, t, inner)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -222,8 +229,9 @@ class GPTMLP(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
-        self.c_proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+        hidden = 4 * cfg.d_model // cfg.tp  # a tensor-parallel shard's share
+        self.c_fc = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
 
     def forward(self, x):
