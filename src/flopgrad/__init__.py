@@ -87,7 +87,7 @@ from flopgrad.tensor import (
 __version__ = "0.1.0"
 
 from flopgrad import (  # noqa: E402
-    amp,  # fg.amp.autocast, fg.amp.GradScaler
+    amp,  # fg.amp.autocast, fg.amp.GradScaler (like torch.amp)
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     data,
     formulas,  # noqa: E402
