@@ -118,3 +118,12 @@ def test_master_weights_fix_the_stuck_update():
     opt.step()
     assert set(opt.state[id(w)]) == {"master_weight", "step", "exp_avg", "exp_avg_sq"}
     assert opt.state[id(w)]["exp_avg"].dtype == fg.float32
+
+
+def test_a_2_byte_tensor_with_a_number_is_computed_in_float32_and_rounded_once():
+    for fg_dtype, torch_dtype in ((fg.float16, torch.float16), (fg.bfloat16, torch.bfloat16)):
+        x = np.array([1e-3, 0.7, -3.1], dtype=np.float32)
+        for number in (65536.0, 3.3, 1e-5):
+            ours = fg.tensor(x).to(fg_dtype) * number
+            theirs = torch.from_numpy(x).to(torch_dtype) * number
+            assert ours.numpy().astype(np.float32).tolist() == theirs.float().tolist()

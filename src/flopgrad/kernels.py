@@ -40,6 +40,15 @@ def torch_dtype(*xs, true_divide: bool = False) -> tuple:
     return tuple(x.astype(want) if type(x) is _ND and x.dtype != want else x for x in xs)
 
 
+def with_number(fn, a, b, dtype):
+    """A 2-byte tensor with a Python number, computed in float32 and rounded once, as
+    PyTorch does (NumPy rounds the number first: float16 times 65536 would be inf)."""
+    a = a.astype(F32) if type(a) is _ND else a
+    b = b.astype(F32) if type(b) is _ND else b
+    with np.errstate(over="ignore"):
+        return fn(a, b).astype(dtype)
+
+
 def in_torch_dtype(fn, true_divide: bool = False):
     """fn(a, b) computed in PyTorch's result dtype: NumPy makes int64 with float32 float64,
     an int tensor times 2.5 float64 and int / int float64; PyTorch float32. The common cases
@@ -51,9 +60,9 @@ def in_torch_dtype(fn, true_divide: bool = False):
                 if a.dtype is b.dtype and (not true_divide or a.dtype.kind in "fV"):
                     return fn(a, b)
             elif (tb is float or tb is int) and a.dtype.kind in "fV":
-                return fn(a, b)
+                return fn(a, b) if a.dtype not in LOW else with_number(fn, a, b, a.dtype)
         elif type(b) is _ND and (type(a) is float or type(a) is int) and b.dtype.kind in "fV":
-            return fn(a, b)
+            return fn(a, b) if b.dtype not in LOW else with_number(fn, a, b, b.dtype)
         a, b = torch_dtype(a, b, true_divide=true_divide)
         return fn(a, b)
     forward.__name__ = getattr(fn, "__name__", "forward")
