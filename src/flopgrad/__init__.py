@@ -97,7 +97,7 @@ from flopgrad import (  # noqa: E402
     training,
 )
 from flopgrad.amp import autocast  # noqa: E402
-from flopgrad.planning import budget, plan_checkpoints  # noqa: E402
+from flopgrad.planning import budget, plan, plan_checkpoints  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 
 

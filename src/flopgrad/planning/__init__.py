@@ -54,10 +54,11 @@ from flopgrad.planning.parallel import (
     reduce_scatter_bytes,
     tensor_parallel_bytes,
 )
+from flopgrad.planning.plan import Plan, plan, search
 from flopgrad.planning.presets import PLANNING_PRESETS, model_config
 
-__all__ = ["GPUS", "GPU", "Budget", "budget", "step_bill", "model_config",
-           "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
+__all__ = ["Plan", "plan", "search", "GPUS", "GPU", "Budget", "budget", "step_bill",
+           "model_config", "PLANNING_PRESETS", "formula_table", "training_flops", "state_bytes",
            "saved_activation_bytes", "StepMemory", "step_memory", "DTYPE_BYTES",
            "STATE_TENSORS", "CheckpointPlan", "parse_bytes", "plan_checkpoints", "gpt_step",
            "plan_gpt_checkpoints", "checkpointed_step_bill", "CHECKPOINT_CHOICES",
