@@ -130,3 +130,13 @@ def test_the_plan_command_prints_one_plan_and_refuses_bad_input(capsys):
     assert main(["plan", "gpt3-175b", "--gpus", "100", "--tp", "8"]) == 2
     err = capsys.readouterr().err
     assert "100" in err and len(err.strip().splitlines()) == 1
+
+
+def test_recompute_auto_takes_the_least_that_fits_and_a_gpt_model_is_accepted():
+    tight = fg.plan("gpt3-175b", gpus=1024, tp=8, pp=8, batch=1536, micro_batch=2,
+                    recompute="auto")
+    none = fg.plan("gpt3-175b", gpus=1024, tp=8, pp=8, batch=1536, micro_batch=2)
+    assert not none.fits and tight.fits and tight.recompute in ("selective", "full")
+    with fg.meta():
+        model = GPT(GPTConfig(2, 2, 32, 16, 64))
+    assert fg.plan(model, gpus=2, batch=4).dp == 2

@@ -28,7 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     pl.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0)
     pl.add_argument("--micro-batch", type=count, default=1)
     pl.add_argument("--interleave", type=count, default=1, help="model chunks per GPU")
-    pl.add_argument("--recompute", choices=parallel.RECOMPUTE, default="none")
+    pl.add_argument("--recompute", choices=(*parallel.RECOMPUTE, "auto"), default="none",
+                    help="auto: the least recompute that fits")
     pl.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
     pl.add_argument("--gpu", default="h100")
     pl.add_argument("--convention", choices=sorted(parallel.BYTES_PER_PARAM), default="zero",

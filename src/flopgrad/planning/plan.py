@@ -109,17 +109,23 @@ def plan(model: str | GPTConfig, gpus: int, batch: int = 512, seq: int | None = 
          dtype: str = "bf16", gpu: str = "h100", convention: str = "zero",
          efficiency: float = 0.75, tokens: float | None = None,
          price_per_gpu_hour: float | None = None) -> Plan:
-    """The per-GPU plan of training `model` (a preset or GPTConfig) on `gpus` GPUs with a
-    global batch of `batch` sequences of `seq` tokens (default the model's context).
+    """The per-GPU plan of training `model` (a preset, a GPTConfig or a GPT) on `gpus` GPUs
+    with a global batch of `batch` sequences of `seq` tokens (default the model's context).
+    recompute="auto" takes the least recompute (none, selective, full) that fits.
 
     >>> import flopgrad as fg
     >>> p = fg.plan("gpt2", gpus=8, batch=64, micro_batch=8)
     >>> p.dp, p.micro_batches, p.fits
     (8, 1, True)
     """
-    return _Planner(model, seq, dtype, gpu, convention, efficiency).plan(
-        gpus, batch, dp, tp, pp, sp, zero, micro_batch, recompute, interleave, tokens,
-        price_per_gpu_hour)
+    planner = _Planner(model, seq, dtype, gpu, convention, efficiency)
+    choices = P.RECOMPUTE if recompute == "auto" else (recompute,)
+    for rec in choices:
+        p = planner.plan(gpus, batch, dp, tp, pp, sp, zero, micro_batch, rec, interleave,
+                         tokens, price_per_gpu_hour)
+        if p.fits:
+            break
+    return p
 
 
 def search(model: str | GPTConfig, gpus: int, batch: int = 512, seq: int | None = None,
@@ -161,9 +167,10 @@ class _Planner:
     """Measures shards once per (tp, recompute, micro-batch) and builds plans from them."""
 
     def __init__(self, model, seq, dtype, gpu, convention, efficiency):
-        self.cfg = model_config(model) if isinstance(model, str) else model
+        self.cfg = (model_config(model) if isinstance(model, str)
+                    else model.cfg if isinstance(model, GPT) else model)
         if not isinstance(self.cfg, GPTConfig):
-            raise TypeError(f"plan: model must be a preset name or a GPTConfig, got "
+            raise TypeError(f"plan: model must be a preset name, a GPTConfig or a GPT, got "
                             f"{type(model).__name__}")
         self.seq = self.cfg.ctx if seq is None else P._count("seq", seq)
         if self.seq > self.cfg.ctx:
