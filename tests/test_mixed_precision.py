@@ -127,3 +127,21 @@ def test_a_2_byte_tensor_with_a_number_is_computed_in_float32_and_rounded_once()
             ours = fg.tensor(x).to(fg_dtype) * number
             theirs = torch.from_numpy(x).to(torch_dtype) * number
             assert ours.numpy().astype(np.float32).tolist() == theirs.float().tolist()
+
+
+def test_a_checkpoint_recomputes_under_the_forwards_autocast():
+    fg.manual_seed(0)
+    w = fg.nn.Parameter(fg.randn(8, 8))
+    x = fg.randn(4, 8)
+
+    def block(h):
+        return ((h @ w).tanh() @ w).float()
+
+    grads = []
+    for ckpt in (False, True):
+        w.grad = None
+        with fg.autocast(dtype=fg.bfloat16):
+            y = fg.checkpoint(block, x) if ckpt else block(x)
+        y.sum().backward()  # backward outside the autocast region, as usual
+        grads.append(w.grad.numpy().copy())
+    assert np.array_equal(grads[0], grads[1])

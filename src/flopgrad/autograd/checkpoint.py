@@ -35,12 +35,13 @@ class _Frame:
     """One fg.checkpoint call: its function and inputs, and the nodes whose saved values it
     will recompute."""
 
-    __slots__ = ("fn", "args", "kwargs", "scope", "rng_state", "versions", "held", "inner",
-                 "parent", "refilling", "done", "_next", "_inner_next", "_left", "kept",
+    __slots__ = ("fn", "args", "kwargs", "scope", "autocast", "rng_state", "versions", "held",
+                 "inner", "parent", "refilling", "done", "_next", "_inner_next", "_left", "kept",
                  "__weakref__")
 
     def __init__(self, fn, args, kwargs, scope: str, parent: _Frame | None):
         self.fn, self.args, self.kwargs, self.scope, self.parent = fn, args, kwargs, scope, parent
+        self.autocast = mode().autocast  # recomputed under the forward's autocast, as torch
         self.rng_state = creation.generator().bit_generator.state
         self.versions = [(i, a._version, a._version[0]) for i, a in enumerate(args)
                          if isinstance(a, D.Tensor)]
@@ -134,7 +135,8 @@ class _Frame:
         try:
             if self._left:
                 with override(grad_enabled=True, phase="recompute", scope=self.scope,
-                              role=None, grad_of=None, checkpoint=self):
+                              role=None, grad_of=None, checkpoint=self,
+                              autocast=self.autocast):
                     self.fn(*self.args, **self.kwargs)
         except _StopRecompute:
             pass
