@@ -220,17 +220,16 @@ class _Planner:
                     replicated += e["bytes"]
         peak, bw = self.gpu.peak_flops * self.efficiency, self.gpu.memory_bandwidth
         seconds = {"layer": 0.0, "rest": 0.0}
-        flops = {"layer": 0, "rest": 0, "model": 0}
+        flops = {"layer": 0, "rest": 0, "model": 0, "layer_model": 0}  # model: no recompute
         for ev, c in zip(bill.events, bill.costs(), strict=True):
             part = "layer" if ev[L.SCOPE].startswith("blocks.0") else "rest"
             seconds[part] += max((c[0] + c[1]) / peak, c[3] / bw)
             flops[part] += c[0] + c[1]
             if ev[L.PHASE] != "recompute":
                 flops["model"] += c[0] + c[1]
-        return {"saved": saved, "replicated": replicated, "seconds": seconds, "flops": flops,
-                "layer_flops_model": sum(
-                    c[0] + c[1] for ev, c in zip(bill.events, bill.costs(), strict=True)
-                    if ev[L.SCOPE].startswith("blocks.0") and ev[L.PHASE] != "recompute")}
+                if part == "layer":
+                    flops["layer_model"] += c[0] + c[1]
+        return {"saved": saved, "replicated": replicated, "seconds": seconds, "flops": flops}
 
     def plan(self, gpus, batch, dp, tp, pp, sp, zero, micro_batch, recompute, interleave,
              tokens, price) -> Plan:
@@ -274,8 +273,8 @@ class _Planner:
         step = (compute + comm["tp"] / self.gpu.nvlink_bandwidth
                 + (comm["dp"] + comm["pp"]) / self.gpu.network_bandwidth)
         full = self.shard(1, "none", b)  # the model's FLOPs, no recompute, one GPU's view
-        model_flops = (full["layer_flops_model"] * n_layer + full["flops"]["model"]
-                       - full["layer_flops_model"]) * (batch // b)
+        model_flops = (full["flops"]["layer_model"] * (n_layer - 1)
+                       + full["flops"]["model"]) * (batch // b)
         mfu = model_flops / (step * gpus * self.gpu.peak_flops)
         fits = memory["total"] <= self.gpu.memory_bytes
         reason = "" if fits else (
