@@ -55,7 +55,7 @@ from flopgrad.creation import (
 )
 from flopgrad.dispatch import ShapeError
 from flopgrad.ledger import Ledger, phase, scope
-from flopgrad.report import Bill, Rule, profile
+from flopgrad.report import Bill, Rule, machine, profile
 from flopgrad.serialization import FileFormatError
 from flopgrad.tensor import (
     Tensor,

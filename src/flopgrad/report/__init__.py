@@ -8,7 +8,8 @@ reaches into the engine.
 from __future__ import annotations
 
 from flopgrad.report.bill import Bill, profile
+from flopgrad.report.roofline import Machine, machine
 from flopgrad.report.rules import Rule
 from flopgrad.report.tables import Row, human, human_bytes
 
-__all__ = ["Bill", "Row", "Rule", "human", "human_bytes", "profile"]
+__all__ = ["Bill", "Machine", "Row", "Rule", "human", "human_bytes", "machine", "profile"]

@@ -8,7 +8,7 @@ import os
 
 from flopgrad import ledger as L
 from flopgrad.ledger import Ledger, attributed_op, role_of
-from flopgrad.report import export, rules, tables
+from flopgrad.report import export, roofline, rules, tables
 from flopgrad.report.rules import Rule
 from flopgrad.report.tables import Row, human
 
@@ -181,6 +181,15 @@ class Bill:
         """
         return self.ledger.saved_entries()
 
+    def seconds(self, phase: str | None = None, role: str | None = None,
+                op: str | None = None, scope: str | None = None) -> float:
+        """Measured seconds of the selected events (flopgrad.report.roofline.seconds)."""
+        return roofline.seconds(self, phase, role, op, scope)
+
+    def roofline(self, machine=None, gpu: str | None = None):
+        """Each op on this machine's roofline, or a GPU's (flopgrad.report.roofline)."""
+        return roofline.roofline(self, machine, gpu)
+
     def saved_entries(self) -> list[dict]:
         """The same as saved()."""
         return self.ledger.saved_entries()
@@ -207,9 +216,10 @@ class Bill:
         """Contractions whose dX backward never computed (flopgrad.report.rules)."""
         return rules.skipped_dx(self)
 
-    def rules(self, params: int | None = None, tokens: int | None = None) -> list[Rule]:
+    def rules(self, params: int | None = None, tokens: int | None = None,
+              time: bool = False) -> list[Rule]:
         """The seeds' rules of thumb checked on this run (flopgrad.report.rules.check)."""
-        return rules.check(self, params, tokens)
+        return rules.check(self, params, tokens, time)
 
     def to_dict(self, events: bool = False) -> dict:
         """Everything as exact integers (flopgrad.report.export.to_dict)."""

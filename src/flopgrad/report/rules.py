@@ -56,8 +56,11 @@ def skipped_dx(bill: Bill) -> list[dict]:
             for (op, slot, scope, shape), f in flops.items()]
 
 
-def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> list[Rule]:
+def check(bill: Bill, params: int | None = None, tokens: int | None = None,
+          time: bool = False) -> list[Rule]:
     """Check the seeds' rules of thumb on this run, each with the reason for any gap.
+    time=True adds matmul's share of the measured time beside its share of FLOPs (off by
+    default: measured times differ from run to run, the other rules do not).
 
     >>> import flopgrad as fg
     >>> W = fg.ones(4, 3, requires_grad=True)
@@ -111,6 +114,8 @@ def check(bill: Bill, params: int | None = None, tokens: int | None = None) -> l
     recompute = bill.flops("recompute")
     if recompute and work:
         checks.append(_recompute_rule(bill, recompute, fwd + bwd))
+    if time and work:
+        checks.append(_time_rule(bill, work))
     if tokens:
         n = params if params is not None else sum(bill.leaves.values())
         if n:
@@ -155,3 +160,30 @@ def _recompute_rule(bill: Bill, recompute: int, work: int) -> Rule:
               "backward (Chen et al. 2016)")
     return Rule("checkpointing: recompute FLOPs / (forward + backward)", share, 1 / 3,
                 share <= 1 / 3 + 0.01, reason)
+
+
+def _time_rule(bill: Bill, work: int) -> Rule:
+    """Matmul's share of FLOPs against its share of the measured time: on small models the
+    elementwise ops cost little arithmetic but as much Python and memory traffic per op."""
+    ns = {id(ev): s for ev, s in zip(bill.events, _seconds(bill), strict=True)}
+    total = tensor_time = 0.0
+    for ev, c in zip(bill.events, bill.costs(), strict=True):
+        if ev[L.PHASE] in ("forward", "backward", "recompute"):
+            total += ns[id(ev)]
+            if c[0]:
+                tensor_time += ns[id(ev)]
+    flops_share = sum(c[0] for ev, c in zip(bill.events, bill.costs(), strict=True)
+                      if ev[L.PHASE] in ("forward", "backward", "recompute")) / work
+    time_share = tensor_time / total if total else 0.0
+    reason = (f"matmul/conv are {100 * flops_share:.1f}% of the FLOPs and "
+              f"{100 * time_share:.1f}% of the time; "
+              + ("the other ops' time is per-op overhead and memory traffic, not arithmetic"
+                 if time_share < flops_share - 0.1 else "time follows the FLOPs"))
+    return Rule("matmul's share of time beside its share of FLOPs", time_share, flops_share,
+                abs(time_share - flops_share) <= 0.1, reason)
+
+
+def _seconds(bill: Bill) -> list[float]:
+    if bill.durations is None:
+        return [(ev[L.END] - ev[L.START]) / 1e9 for ev in bill.events]
+    return [d / 1e9 for d in bill.durations]
