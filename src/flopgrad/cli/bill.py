@@ -8,7 +8,12 @@ import argparse
 import dataclasses
 import time
 
-from flopgrad.cli._args import add_checkpoint_options, check_checkpoint_options, whole
+from flopgrad.cli._args import (
+    add_checkpoint_options,
+    check_checkpoint_options,
+    save_path,
+    whole,
+)
 from flopgrad.models import GPTConfig
 from flopgrad.planning import (
     checkpointed_step_bill,
@@ -38,6 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     bl.add_argument("--batch", type=count, default=1)
     bl.add_argument("--depth", type=count, default=3, help="scope depth of the table")
     add_checkpoint_options(bl)
+    bl.add_argument("--html", metavar="PATH", type=save_path, default=None,
+                    help="also write the bill as an HTML page")
     bl.set_defaults(func=run)
     return bl
 
@@ -90,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
           f"{train / tokens / n:.3f} x N (the rule of thumb says 6)")
     for rule in bill.rules(params=n, tokens=tokens)[:2]:
         print(f"  - {rule}")
+    if args.html:
+        bill.to_html(args.html, f"flopgrad bill: {name}", formula_table(cfg, bill, args.batch),
+                     depth=args.depth)
+        print(f"\nwrote {args.html}")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from flopgrad import data, models, optim, training
-from flopgrad.cli._args import whole
+from flopgrad.cli._args import save_path, whole
 from flopgrad.creation import manual_seed
 
 DEMO_SIZES = [64, 128, 64, 10]  # seed 000's 784-128-64-10 MLP, on 8x8 digits
@@ -18,6 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=whole(1), default=30)
     demo.add_argument("--seed", type=whole(0), default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--html", metavar="PATH", type=save_path, default=None,
+                      help="also write the step's bill as an HTML page")
     demo.set_defaults(func=run)
     return demo
 
@@ -42,4 +44,7 @@ def run(args: argparse.Namespace) -> int:
     bill = training.step_bill(model, batch, opt)
     print("\nThe bill of one training step (batch 32), by layer:")
     print(bill.table(by="scope"))
+    if args.html:
+        bill.to_html(args.html, "flopgrad demo: one training step of seed 000's MLP")
+        print(f"\nwrote {args.html}")
     return 0

@@ -38,6 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("--save", metavar="PATH", type=save_path,
                     help="write the weights (safetensors); checked writable before training")
     tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
+    tr.add_argument("--html", metavar="PATH", type=save_path, default=None,
+                    help="write the bill of one training step as an HTML page")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=run)
     return tr
@@ -117,11 +119,15 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         save(model.state_dict(), args.save)
         print(f"saved weights to {args.save}")
-    if args.bill:
+    if args.bill or args.html:
         batch = next(iter(loader))
         bill = training.step_bill(model, batch, opt, loss_fn)
+    if args.bill:
         print("\nThe bill of one training step, by layer:")
         print(bill.table(by="scope", depth=2, rules=False))
         for rule in bill.rules(tokens=tokens):
             print(f"  - {rule}")
+    if args.html:
+        bill.to_html(args.html, f"flopgrad train {args.model}: one training step")
+        print(f"wrote {args.html}")
     return 0

@@ -8,7 +8,7 @@ import os
 
 from flopgrad import ledger as L
 from flopgrad.ledger import Ledger, attributed_op, role_of
-from flopgrad.report import export, roofline, rules, tables
+from flopgrad.report import export, html, roofline, rules, tables
 from flopgrad.report.rules import Rule
 from flopgrad.report.tables import Row, human
 
@@ -236,6 +236,11 @@ class Bill:
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write one CSV row per primitive, atomically (flopgrad.report.export.to_csv)."""
         export.to_csv(self, path)
+
+    def to_html(self, path: str | os.PathLike, title: str = "flopgrad bill",
+                formulas: list[dict] | None = None, depth: int = 3) -> None:
+        """Write one self-contained HTML page, atomically (flopgrad.report.html)."""
+        html.to_html(self, path, title, formulas, depth)
 
     def to_chrome_trace(self, path: str | os.PathLike) -> None:
         """Write a Perfetto / chrome://tracing trace (flopgrad.report.export)."""
