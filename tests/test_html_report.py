@@ -73,6 +73,7 @@ def test_a_96_layer_model_stays_readable_and_carries_the_formulas(tmp_path):
     bars_rows = len([r for r in rows(bill, "layer", 3) if r.total])
     assert bars_rows < 20  # blocks.* merged: not 96 rows of bars
     assert "blocks.*" in text and "Kaplan" in text
+    assert "meta tensors: nothing ran" in text  # a meta bill's ops sit on their roof
     assert page.count("rect", "bar") > 0 and len(text) < 500_000
 
 

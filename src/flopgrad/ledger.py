@@ -208,6 +208,7 @@ class Ledger(Listener):
         self.saved_activations_at_peak = 0
         self.recomputed_saved_bytes = 0  # saved again by checkpoint recomputations
         self.peak_phase = self.peak_scope = ""  # where live bytes peaked
+        self.saw_meta = False
         self._saved_raw: list[tuple] = []
         self._saved_index: dict = {}
         self._buffers: dict[int, list] = {}
@@ -263,6 +264,8 @@ class Ledger(Listener):
             self.events.append(ev)
         else:
             self._aggregate(ev)
+        if type(out) is MetaArray:
+            self.saw_meta = True  # no op ran on data: measured times are not the ops'
         if self.memory and (not (op.view or op.inplace) or copied):
             self._track_new(out, _ACTIVATIONS)
 

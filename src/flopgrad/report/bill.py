@@ -242,6 +242,13 @@ class Bill:
         """Write one self-contained HTML page, atomically (flopgrad.report.html)."""
         html.to_html(self, path, title, formulas, depth)
 
+    def plot(self, kind: str = "layers", path: str | os.PathLike | None = None,
+             depth: int = 3):
+        """A matplotlib Figure: "layers", "memory" or "roofline" (flopgrad.report.plot)."""
+        from flopgrad.report import plot
+
+        return plot.plot(self, kind, path, depth)
+
     def to_chrome_trace(self, path: str | os.PathLike) -> None:
         """Write a Perfetto / chrome://tracing trace (flopgrad.report.export)."""
         export.to_chrome_trace(self, path)

@@ -145,14 +145,16 @@ def _timeline(bill: Bill, width: int = 900, height: int = 260, points: int = 600
     return _legend(MEMORY_COLOURS) + "".join(svg)
 
 
-def _roofline(bill: Bill, width: int = 600, height: int = 360) -> str:
+def _roofline(bill: Bill, width: int = 900, height: int = 360) -> str:
     r = bill.roofline()
     ops = [o for o in r.ops if o.flops and o.bytes and o.measured > 0]
     if not ops:
         return "<p>no op with FLOPs and bytes to place</p>"
     m = r.machine
+    meta = bill.ledger.saw_meta  # nothing ran: place each op at its roof (predicted)
+    achieved = [o.flops / (o.roofline if meta else o.measured) for o in ops]
     xs = [math.log10(o.intensity) for o in ops] + [math.log10(m.ridge)]
-    ys = [math.log10(o.flops / o.measured) for o in ops] + [math.log10(m.peak_flops)]
+    ys = [math.log10(a) for a in achieved] + [math.log10(m.peak_flops)]
     x0, x1 = min(xs) - 0.5, max(xs) + 0.5
     y0, y1 = min(ys) - 0.5, max(ys) + 0.3
 
@@ -171,11 +173,15 @@ def _roofline(bill: Bill, width: int = 600, height: int = 360) -> str:
         a, b = px(lx, ly)
         svg.append(f"<circle class='op' cx='{a:.1f}' cy='{b:.1f}' r='5' fill='#e45756'>"
                    f"<title>{html.escape(o.op)}: {o.intensity:.2f} FLOPs/byte, "
-                   f"{o.flops / o.measured / 1e9:.2f} GFLOP/s, {o.below_roof:.1f}x below the "
-                   f"roof</title></circle><text x='{a + 7:.1f}' y='{b + 4:.1f}' "
+                   f"{10 ** ly / 1e9:.2f} GFLOP/s"
+                   + ("" if meta else f", {o.below_roof:.1f}x below the roof")
+                   + "</title></circle>"
+                   f"<text x='{a + 7:.1f}' y='{b + 4:.1f}' "
                    f"font-size='10'>{html.escape(o.op)}</text>")
-    svg.append(f"<text x='4' y='{height + 15}' font-size='11'>x: FLOPs per byte, y: achieved "
-               f"FLOP/s (log scales); roof: {m.peak_flops / 1e9:.1f} GFLOP/s, "
+    what = ("attainable FLOP/s (meta tensors: nothing ran, each op is placed at its roof)"
+            if meta else "achieved FLOP/s")
+    svg.append(f"<text x='4' y='{height + 15}' font-size='11'>x: FLOPs per byte, y: {what} "
+               f"(log scales); roof: {m.peak_flops / 1e9:.1f} GFLOP/s, "
                f"{m.bandwidth / 1e9:.1f} GB/s ({html.escape(m.name)})</text></svg>")
     return "".join(svg)
 
