@@ -24,6 +24,7 @@ from flopgrad.planning import (
     training_flops,
 )
 from flopgrad.report import human, human_bytes
+from flopgrad.report.terminal import show_table
 
 _SIZES = ("n_layer", "n_head", "d_model", "ctx", "vocab")
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
           f"d_model {cfg.d_model}, ctx {cfg.ctx}, vocab {cfg.vocab}: {n:,} parameters; "
           f"one AdamW step on {args.batch} x {cfg.ctx} tokens (meta tensors, counted in "
           f"{seconds:.2f} s)\n")
-    print(bill.table(by="layer", depth=args.depth, rules=False))
+    show_table(bill, by="layer", depth=args.depth, rules=False)
     memory, hb = step_memory(bill), human_bytes
     print(f"\nmemory (float32 as run, measured on the meta step): weights "
           f"{hb(memory.weights)}, gradients {hb(memory.gradients)}, AdamW state "

@@ -8,6 +8,7 @@ import time
 from flopgrad import data, models, optim, training
 from flopgrad.cli._args import save_path, whole
 from flopgrad.creation import manual_seed
+from flopgrad.report.terminal import show_table
 
 DEMO_SIZES = [64, 128, 64, 10]  # seed 000's 784-128-64-10 MLP, on 8x8 digits
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     batch = next(iter(data.DataLoader(train_set, batch_size=32, shuffle=True, seed=1)))
     bill = training.step_bill(model, batch, opt)
     print("\nThe bill of one training step (batch 32), by layer:")
-    print(bill.table(by="scope"))
+    show_table(bill, by="scope")
     if args.html:
         bill.to_html(args.html, "flopgrad demo: one training step of seed 000's MLP")
         print(f"\nwrote {args.html}")

@@ -13,6 +13,7 @@ import numpy as np
 from flopgrad import data, models, optim, training
 from flopgrad.cli._args import path, real, save_path, whole
 from flopgrad.creation import manual_seed
+from flopgrad.report.terminal import show_rules, show_table
 from flopgrad.serialization import save
 
 _DATA_ERRORS = (ValueError, KeyError, OSError, EOFError, struct.error, zipfile.BadZipFile)
@@ -124,9 +125,8 @@ def run(args: argparse.Namespace) -> int:
         bill = training.step_bill(model, batch, opt, loss_fn)
     if args.bill:
         print("\nThe bill of one training step, by layer:")
-        print(bill.table(by="scope", depth=2, rules=False))
-        for rule in bill.rules(tokens=tokens):
-            print(f"  - {rule}")
+        show_table(bill, by="scope", depth=2, rules=False)
+        show_rules(bill.rules(tokens=tokens))
     if args.html:
         bill.to_html(args.html, f"flopgrad train {args.model}: one training step")
         print(f"wrote {args.html}")
