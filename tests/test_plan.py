@@ -140,3 +140,15 @@ def test_recompute_auto_takes_the_least_that_fits_and_a_gpt_model_is_accepted():
     with fg.meta():
         model = GPT(GPTConfig(2, 2, 32, 16, 64))
     assert fg.plan(model, gpus=2, batch=4).dp == 2
+
+
+def test_the_plan_as_an_html_page(tmp_path, capsys):
+    out = tmp_path / "plan.html"
+    assert main(["plan", "gpt3-175b", "--gpus", "1024", "--search", "--batch", "1536",
+                 "--top", "7", "--html", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("<rect class='bar'") == 4 * 7  # four memory parts per layout shown
+    assert text.count("<tr>") == 1 + 7 and "http" not in text.replace("http://www.w3.org", "")
+    assert main(["plan", "gpt2", "--gpus", "8", "--batch", "64", "--html",
+                 str(tmp_path / "one.html")]) == 0
+    assert (tmp_path / "one.html").read_text().count("<rect class='bar'") == 4

@@ -65,3 +65,12 @@ def test_matmuls_share_of_time_differs_from_its_share_of_flops_on_a_small_model(
     assert rule.name == "matmul's share of time beside its share of FLOPs"
     assert rule.folklore > 0.99  # matmul is >99% of the FLOPs
     assert 0 < rule.measured < 1 and "time" in rule.reason
+
+
+def test_the_table_can_show_the_time_share_beside_the_flops_share():
+    bill = _bill()
+    text = bill.table(rules=False, time=True)
+    assert text.splitlines()[0].endswith("time %")
+    shares = [float(line.split()[-1].rstrip("%")) for line in text.splitlines()[2:5]]
+    assert 0 < sum(shares) <= 100.1
+    assert "time %" not in bill.table(rules=False)  # off by default

@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import collections
 
-from flopgrad.cli._args import real, whole
+from flopgrad.cli._args import real, save_path, whole
 from flopgrad.planning import parallel, plan, search
+from flopgrad.planning.plan import to_html
 from flopgrad.report import human_bytes
 
 
@@ -43,6 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     pl.add_argument("--search", action="store_true",
                     help="every layout of --gpus GPUs, ranked by step time")
     pl.add_argument("--top", type=count, default=10, help="layouts listed with --search")
+    pl.add_argument("--html", metavar="PATH", type=save_path, default=None,
+                    help="also write the plan (or the ranked layouts) as an HTML page")
     pl.set_defaults(func=run)
     return pl
 
@@ -53,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
                   convention=args.convention, efficiency=args.efficiency, tokens=args.tokens,
                   price_per_gpu_hour=args.price_per_gpu_hour)
     if not args.search:
-        print(plan(args.model, args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, sp=args.sp,
+        one = plan(args.model, args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, sp=args.sp,
                    zero=args.zero, micro_batch=args.micro_batch, recompute=args.recompute,
-                   interleave=args.interleave, **common))
+                   interleave=args.interleave, **common)
+        print(one)
+        if args.html:
+            to_html([one], args.html, f"flopgrad plan {args.model} on {args.gpus} GPUs")
+            print(f"\nwrote {args.html}")
         return 0
     plans = search(args.model, args.gpus, **common)
     fitting = [p for p in plans if p.fits]
@@ -78,4 +85,8 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} in {n}" for k, n in why.items())
               + f"); the closest: dp {closest.dp} tp {closest.tp} pp {closest.pp} ZeRO "
               f"{closest.zero} recompute {closest.recompute}: {closest.reason}")
+    if args.html:
+        to_html(fitting + failing, args.html, f"flopgrad plan {args.model} on {args.gpus} "
+                "GPUs: the layouts ranked", top=args.top)
+        print(f"\nwrote {args.html}")
     return 0

@@ -30,14 +30,16 @@ from dataclasses import dataclass, field, replace
 from flopgrad import ledger as L
 from flopgrad.creation import meta, randint
 from flopgrad.dtypes import as_dtype
+from flopgrad.files import write_atomic
 from flopgrad.models import GPT, GPTConfig
 from flopgrad.planning import parallel as P
 from flopgrad.planning.hardware import GPUS
 from flopgrad.planning.presets import model_config
 from flopgrad.report import profile
+from flopgrad.report.html import _STYLE, _legend
 from flopgrad.report.tables import human, human_bytes
 
-__all__ = ["Plan", "plan", "search"]
+__all__ = ["Plan", "plan", "search", "to_html"]
 
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16",
            "float16": "float16", "fp32": "float32", "float32": "float32"}
@@ -290,3 +292,62 @@ class _Planner:
         return Plan(cfg, gpus, dp, tp, pp, sp, zero, rec, b, m, v, self.dtype, self.gpu_name,
                     memory, korthikanti, comm, bubble, step, mfu, tps, fits, reason, run)
 
+
+_PLAN_COLOURS = {"weights": "#4c78a8", "gradients": "#e45756", "optimizer_state": "#54a24b",
+                 "activations": "#f58518"}
+
+
+def to_html(plans: list[Plan], path, title: str = "flopgrad plan", top: int = 20) -> None:
+    """Write plans (one, or a search's ranked list) as one self-contained HTML page: the
+    first plan's summary, a stacked bar of memory per GPU for each plan (the GPU's memory
+    drawn as a line), and a table, atomically.
+
+    >>> import flopgrad as fg, os, tempfile
+    >>> from flopgrad.planning.plan import to_html
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     to_html([fg.plan("gpt2", gpus=8, batch=64)], os.path.join(tmp, "p.html"))
+    ...     "<svg" in open(os.path.join(tmp, "p.html")).read()
+    True
+    """
+    import html as _html
+
+    shown = plans[:top]
+    limit = GPUS[shown[0].gpu].memory_bytes
+    peak = max([p.memory["total"] for p in shown] + [limit])
+    width, label, bar_h = 900, 260, 18
+    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' "
+           f"height='{bar_h * len(shown) + 20}' class='bars'>"]
+    for i, p in enumerate(shown):
+        y, x = i * bar_h + 5, label
+        name = (f"dp {p.dp} tp {p.tp} pp {p.pp}{' sp' if p.sp else ''} Z{p.zero} "
+                f"{p.recompute} mb{p.micro_batch}")
+        svg.append(f"<text x='0' y='{y + 13}' font-size='12'>{_html.escape(name)}</text>")
+        for part, colour in _PLAN_COLOURS.items():
+            w = (width - label - 90) * p.memory[part] / peak
+            svg.append(f"<rect class='bar' x='{x:.1f}' y='{y}' width='{w:.1f}' "
+                       f"height='{bar_h - 4}' fill='{colour}'><title>{part}: "
+                       f"{human_bytes(p.memory[part])}</title></rect>")
+            x += w
+        svg.append(f"<text x='{x + 4:.1f}' y='{y + 13}' font-size='11'>"
+                   f"{p.step_seconds:.3g} s</text>")
+    line = label + (width - label - 90) * limit / peak
+    svg.append(f"<line x1='{line:.1f}' x2='{line:.1f}' y1='0' y2='{bar_h * len(shown) + 10}' "
+               "stroke='#333' stroke-dasharray='4'/></svg>")
+    head = "".join(f"<th>{h}</th>" for h in ("dp", "tp", "pp", "sp", "ZeRO", "recompute",
+                                               "micro-batch", "memory", "fits", "step s",
+                                               "MFU", "tokens/s"))
+    body = "".join(
+        f"<tr><td>{p.dp}</td><td>{p.tp}</td><td>{p.pp}</td><td>{'y' if p.sp else '-'}</td>"
+        f"<td>{p.zero}</td><td>{p.recompute}</td><td>{p.micro_batch}</td>"
+        f"<td data-v='{p.memory['total']}'>{human_bytes(p.memory['total'])}</td>"
+        f"<td>{'yes' if p.fits else 'no'}</td><td>{p.step_seconds:.3g}</td>"
+        f"<td>{100 * p.mfu:.1f}%</td><td>{human(p.tokens_per_second)}</td></tr>"
+        for p in shown)
+    summary = "<br>".join(_html.escape(line) for line in shown[0].summary().splitlines())
+    write_atomic(path, (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{_html.escape(title)}</h1>"
+        f"<p>{summary}</p><h2>Memory per GPU (dashed: the GPU's {human_bytes(limit)})</h2>"
+        + _legend(_PLAN_COLOURS) + "".join(svg)
+        + f"<h2>Layouts</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+          "</table></body></html>"))

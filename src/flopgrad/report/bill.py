@@ -199,9 +199,10 @@ class Bill:
         """Table rows by "op", "scope", "layer" or "phase" (flopgrad.report.tables.rows)."""
         return tables.rows(self, by, depth)
 
-    def table(self, by: str = "op", depth: int | None = None, rules: bool = True) -> str:
+    def table(self, by: str = "op", depth: int | None = None, rules: bool = True,
+              time: bool = False) -> str:
         """A readable table ending with the rule checks (flopgrad.report.tables.table)."""
-        return tables.table(self, by, depth, rules)
+        return tables.table(self, by, depth, rules, time)
 
     def __str__(self) -> str:
         return self.table()

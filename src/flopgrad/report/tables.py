@@ -151,11 +151,13 @@ def _key(ev, by: str, depth: int | None) -> str:
     return f"{name} (recompute)" if ev[L.PHASE] == "recompute" else name
 
 
-def table(bill: Bill, by: str = "op", depth: int | None = None, rules: bool = True) -> str:
+def table(bill: Bill, by: str = "op", depth: int | None = None, rules: bool = True,
+          time: bool = False) -> str:
     """A readable table (human units) ending with the rule checks.
 
     by: "op", "scope" (module path, cut at `depth`), "layer" (like scope, with block
-    numbers merged: blocks.*.attn) or "phase".
+    numbers merged: blocks.*.attn) or "phase". time=True adds each row's share of the
+    measured time beside its share of FLOPs (off by default: times vary from run to run).
 
     >>> import flopgrad as fg
     >>> W = fg.ones(4, 3, requires_grad=True)
@@ -171,9 +173,13 @@ def table(bill: Bill, by: str = "op", depth: int | None = None, rules: bool = Tr
     total = sum(r.total for r in table_rows) or 1
     head = (f"{by:<28}{'forward':>10}{'bwd dX':>10}{'bwd dW':>10}{'other':>10}"
             f"{'total':>10}{'%':>7}{'bytes':>11}{'saved':>11}")
+    shares = _time_shares(bill, by, depth) if time else None
+    if shares is not None:
+        head += f"{'time %':>8}"
     lines = [head, "-" * len(head)]
     for r in table_rows:
-        lines.append(_line(r, total))
+        lines.append(_line(r, total) + (f"{100 * shares.get(r.key, 0.0):>7.1f}%"
+                                        if shares is not None else ""))
     t = Row("TOTAL")
     for r in table_rows:
         for f in ("forward", "backward_dx", "backward_dw", "recompute", "optimizer",
@@ -206,6 +212,17 @@ def table(bill: Bill, by: str = "op", depth: int | None = None, rules: bool = Tr
             lines.append("rule checks:")
             lines += [f"  - {c}" for c in checks]
     return "\n".join(lines)
+
+def _time_shares(bill: Bill, by: str, depth: int | None) -> dict[str, float]:
+    """Each row's share of the measured time of the bill's ops."""
+    seconds: dict[str, float] = {}
+    durations = bill.durations or [ev[L.END] - ev[L.START] for ev in bill.events]
+    for ev, ns in zip(bill.events, durations, strict=True):
+        key = _key(ev, by, depth)
+        seconds[key] = seconds.get(key, 0.0) + ns
+    total = sum(seconds.values()) or 1
+    return {k: v / total for k, v in seconds.items()}
+
 
 def _line(r: Row, total: int) -> str:
     name = r.key if len(r.key) <= 27 else r.key[:24] + "..."
