@@ -1,7 +1,9 @@
-"""Gradient health (fg.health, fg.Health): the numbers against an independent computation,
-dead ReLUs, the training callback, the table and dict, and bad input."""
+"""Gradient health (fg.health, fg.Health): the verdicts on the demonstration networks, the
+numbers against an independent computation, dead ReLUs, the training callback, the command
+line and bad input."""
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -10,8 +12,75 @@ import pytest
 import flopgrad as fg
 import flopgrad.nn.functional as F
 from flopgrad import nn
+from flopgrad.cli import main
+from flopgrad.diagnostics import health_demo
 from flopgrad.diagnostics.grad_health import DEAD, EXPLODING, GRAD_TO_WEIGHT, VANISHING
 from flopgrad.hooks import Listener
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return {case.name: case for case in health_demo(steps=50)}
+
+
+def _linear_rows(report):
+    return [r for r in report.layers if r.kind == "Linear"]
+
+
+# ---------------------------------------------------------------- the demonstration
+
+def test_default_init_sigmoid_relu_and_tanh_vanish_in_their_first_layers(demo):
+    for name, below in (("sigmoid", 1e-12), ("relu", 1e-5), ("tanh", 1e-3)):
+        case = demo[name]
+        rows = _linear_rows(case.report)
+        assert len(rows) == 20
+        assert case.ratio < below, (name, case.ratio)
+        assert rows[0].verdict == rows[1].verdict == "vanishing", name
+        assert rows[-1].verdict == "healthy" and rows[-1].grad_ratio == 1.0
+        # the ratio is the first row's grad norm over the last's
+        assert case.ratio == pytest.approx(rows[0].grad_norm / rows[-1].grad_norm)
+    # with the default init the signal shrinks until the biases decide: many dead ReLUs
+    relus = [r for r in demo["relu"].report.layers if r.kind == "ReLU"]
+    assert len(relus) == 19 and sum(r.verdict == "dead" for r in relus) >= 3
+    assert not any(r.verdict == "dead" for r in demo["relu-kaiming"].report.layers)
+    sigmoid = _linear_rows(demo["sigmoid"].report)
+    assert [r.verdict for r in sigmoid[:16]] == ["vanishing"] * 16
+    # the first layer's update is below float32's resolution: its weights did not move
+    assert sigmoid[0].update_ratio == 0.0
+
+
+def test_kaiming_residual_and_layernorm_are_healthy_and_learn(demo):
+    for name in ("relu-kaiming", "residual", "layernorm"):
+        case = demo[name]
+        assert set(case.report.verdicts().values()) == {"healthy"}, name
+        assert 1e-2 < case.ratio < 1e2, (name, case.ratio)
+        assert len(_linear_rows(case.report)) == 20
+    for name in ("residual", "layernorm"):
+        assert demo[name].final_loss() < 0.7 * demo[name].losses[0], name
+    # the sick twins do not learn in the same steps
+    for name in ("sigmoid", "tanh", "relu"):
+        assert demo[name].final_loss() > 2.2, name
+
+
+def test_bad_init_explodes_and_clipping_keeps_it_trainable(demo):
+    bad, clipped = demo["bad-init"], demo["bad-init-clipped"]
+    rows = _linear_rows(bad.report)
+    assert all(r.verdict == "exploding" for r in rows)
+    assert all("x its weight norm" in r.why for r in rows)
+    assert max(r.update_ratio for r in rows) > 1  # one step moved the weights past their norm
+    assert not math.isfinite(bad.losses[-1])
+    assert np.isfinite(clipped.losses).all()
+    assert clipped.final_loss() < clipped.losses[0] / 100
+    # the report reads the gradients after clipping: those are healthy
+    assert set(clipped.report.verdicts().values()) == {"healthy"}
+    assert clipped.ratio == pytest.approx(bad.ratio)
+
+
+def test_the_demo_prints_a_ratio_per_network(demo):
+    for case in demo.values():
+        line = case.summary().splitlines()[1]
+        assert f"first/last layer grad norm {case.ratio:.3g}" in line
+
 
 # ---------------------------------------------------------------- the numbers
 
@@ -173,6 +242,18 @@ def test_the_listener_is_only_on_inside_with():
     assert mode().listeners == ()
 
 
+# ---------------------------------------------------------------- the command line
+
+def test_health_demo_command(capsys):
+    assert main(["health-demo", "--steps", "2", "--tables"]) == 0
+    out = capsys.readouterr().out
+    for name in ("relu", "relu-kaiming", "sigmoid", "residual", "tanh", "layernorm",
+                 "bad-init", "bad-init-clipped"):
+        assert f"\n{name}: " in out
+    assert out.count("first/last layer grad norm") == 8
+    assert "vanishing" in out and "exploding" in out and "update/weight" in out
+
+
 # ---------------------------------------------------------------- bad input
 
 def _one_line(text: str) -> str:
@@ -186,6 +267,8 @@ def _one_line(text: str) -> str:
     (lambda m: fg.Health(m, every=0), ValueError, "every must be a positive whole number"),
     (lambda m: fg.Health(m, every=2.5), ValueError, "got 2.5"),
     (lambda m: fg.health(m), ValueError, "has a gradient; call loss.backward() first"),
+    (lambda m: health_demo(cases=["nope"]), ValueError, "no case 'nope'"),
+    (lambda m: health_demo(steps=0), ValueError, "steps must be a positive whole number"),
 ])
 def test_bad_input_is_one_line(call, error, words):
     fg.manual_seed(0)
@@ -204,3 +287,12 @@ def test_bad_reference_and_meta_are_one_line():
     with pytest.raises(ValueError) as info:
         fg.health(fg.models.MLP([4, 2]).to("meta"))
     assert "meta tensor" in _one_line(str(info.value))
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["health-demo", "--steps", "0"], "argument --steps: must be positive and whole"),
+])
+def test_bad_cli_arguments_are_one_line(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
