@@ -254,6 +254,18 @@ def test_health_demo_command(capsys):
     assert "vanishing" in out and "exploding" in out and "update/weight" in out
 
 
+def test_train_prints_health_every_n_steps(capsys):
+    assert main(["train", "mlp", "--steps", "6", "--health", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "gradient health at step 3" in out and "gradient health at step 6" in out
+    assert out.count("gradient health at step") == 2
+    assert "act1" in out and "test accuracy" in out
+    assert main(["train", "gpt", "--steps", "2", "--health", "2", "--quiet", "--batch-size",
+                 "2"]) == 0
+    out = capsys.readouterr().out
+    assert "grad/last against wte's grad norm" in out and "blocks.1.mlp.c_fc" in out
+
+
 # ---------------------------------------------------------------- bad input
 
 def _one_line(text: str) -> str:
@@ -290,6 +302,8 @@ def test_bad_reference_and_meta_are_one_line():
 
 
 @pytest.mark.parametrize("argv,words", [
+    (["train", "mlp", "--health", "0"], "argument --health: must be positive and whole"),
+    (["train", "mlp", "--health", "-2"], "argument --health"),
     (["health-demo", "--steps", "0"], "argument --steps: must be positive and whole"),
 ])
 def test_bad_cli_arguments_are_one_line(capsys, argv, words):
