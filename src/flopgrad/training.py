@@ -104,8 +104,11 @@ def train_step(model, batch, optimizer, loss_fn: Callable = _loss_fn, clip: floa
 
 def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
         steps: int | None = None, clip: float | None = None, scheduler=None,
-        progress: bool = True, label: str = "train") -> list[float]:
+        progress: bool = True, label: str = "train",
+        callback: Callable[[int, float], object] | None = None) -> list[float]:
     """Train for `epochs` passes over `loader` (or exactly `steps` steps); returns the losses.
+    `callback(step, loss)`, if given, is called after every step (steps count from 1), e.g.
+    an `fg.Health`.
 
     >>> import flopgrad as fg
     >>> fg.manual_seed(0)
@@ -127,6 +130,8 @@ def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
             losses.append(train_step(model, batch, optimizer, loss_fn, clip, scheduler))
             recent = float(np.mean(losses[-20:]))
             bar.update(len(losses), loss=recent)
+            if callback is not None:
+                callback(len(losses), losses[-1])
             if len(losses) >= total:
                 break
     return losses

@@ -1,5 +1,6 @@
-"""`flopgrad train {mlp,cnn,gpt}`: train a model, optionally save its weights and print the
-bill of one step. Data files are checked before training starts."""
+"""`flopgrad train {mlp,cnn,gpt}`: train a model, optionally save its weights, print the
+gradient health table every N steps (--health N) and the bill of one step. Data files are
+checked before training starts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from flopgrad import data, models, optim, training
 from flopgrad.cli._args import path, real, save_path, whole
 from flopgrad.creation import manual_seed
+from flopgrad.diagnostics import Health
 from flopgrad.report.terminal import show_rules, show_table
 from flopgrad.serialization import save
 
@@ -41,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("--bill", action="store_true", help="print the bill of one training step")
     tr.add_argument("--html", metavar="PATH", type=save_path, default=None,
                     help="write the bill of one training step as an HTML page")
+    tr.add_argument("--health", type=count, metavar="N", default=None,
+                    help="print the gradient health table (per layer: gradient and weight "
+                         "norms, update ratio, dead ReLUs, verdict) every N steps")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=run)
     return tr
@@ -76,6 +81,15 @@ def _classifier_data(kind: str, path: str | None):
     return sets[0], sets[1], 28
 
 
+def _fit(args, model, loader, opt, loss_fn, reference=None, **kwargs) -> list[float]:
+    """training.fit, with the health table printed every --health N steps."""
+    if args.health is None:
+        return training.fit(model, loader, opt, loss_fn, progress=not args.quiet, **kwargs)
+    with Health(model, every=args.health, out=print, reference=reference) as health:
+        return training.fit(model, loader, opt, loss_fn, progress=not args.quiet,
+                            callback=health, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train an MLP, a CNN or a GPT; optionally save the weights and print the step bill."""
     manual_seed(args.seed)
@@ -91,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
         loss_fn = training._loss_fn
         print(f"train {args.model}: {model.num_parameters():,} parameters, "
               f"{len(train_set)} train / {len(test_set)} test examples")
-        training.fit(model, loader, opt, loss_fn, epochs=args.epochs or 10, steps=args.steps,
-                     progress=not args.quiet)
+        _fit(args, model, loader, opt, loss_fn, epochs=args.epochs or 10, steps=args.steps)
         acc = training.evaluate(model, data.DataLoader(test_set, batch_size=256))
         print(f"test accuracy {100 * acc:.2f}%")
         tokens = None
@@ -112,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
         steps = 200 if args.steps is None and args.epochs is None else args.steps
         print(f"train gpt: {model.num_parameters():,} parameters, vocab {cfg.vocab}, "
               f"{len(corpus.tokens):,} characters")
-        losses = training.fit(model, loader, opt, loss_fn, epochs=args.epochs or 1, steps=steps,
-                              clip=1.0, progress=not args.quiet)
+        losses = _fit(args, model, loader, opt, loss_fn, epochs=args.epochs or 1, steps=steps,
+                      clip=1.0, reference="wte" if cfg.tied_embeddings else "lm_head")
         print(f"final loss {sum(losses[-10:]) / len(losses[-10:]):.3f} (uniform would be "
               f"{math.log(cfg.vocab):.3f})")
         tokens = args.batch_size * ctx
