@@ -26,6 +26,7 @@ from flopgrad.autograd import (
     jacrev,
     jvp,
     no_grad,
+    numerical_grad,
     set_grad_enabled,
     vjp,
 )
