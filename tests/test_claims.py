@@ -60,7 +60,6 @@ def test_matmul_share_of_time_is_below_its_share_of_flops(results):
     # loosely: a step's time always includes overhead and elementwise kernels
     assert 0 < small["time_share"] < small["flop_share"]
     assert 0 < small["kernel_share"] <= 1.05 and small["ops"] == 25
-    assert not r.holds or small["time_share"] >= 0.9 * small["flop_share"]
     assert "fixed cost" in r.reason
 
 

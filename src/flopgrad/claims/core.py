@@ -61,7 +61,12 @@ class ClaimResult(Finding):
 
     @property
     def verdict(self) -> str:
-        """"holds" or "differs"."""
+        """"holds" or "differs".
+
+        >>> ClaimResult("2x", "1x", False, "why", key="k", seed="001", title="t",
+        ...             quote="q").verdict
+        'differs'
+        """
         return "holds" if self.holds else "differs"
 
     def __str__(self) -> str:
@@ -145,7 +150,11 @@ class Experiment:
         self._shared: dict = {}
 
     def shared(self, name: str, make: Callable):
-        """make(), computed once per experiment under `name`."""
+        """make(), computed once per experiment under `name`.
+
+        >>> Experiment().shared("answer", lambda: 42)
+        42
+        """
         if name not in self._shared:
             self._shared[name] = make()
         return self._shared[name]
