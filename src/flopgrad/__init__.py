@@ -26,6 +26,7 @@ from flopgrad.autograd import (
     jacrev,
     jvp,
     no_grad,
+    numerical_grad,
     set_grad_enabled,
     vjp,
 )
@@ -89,6 +90,7 @@ __version__ = "0.1.0"
 from flopgrad import (  # noqa: E402
     amp,  # fg.amp.autocast, fg.amp.GradScaler (like torch.amp)
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
+    claims,  # noqa: E402  (fg.claims.run(): the seed documents' claims, measured)
     data,
     diagnostics,  # fg.diagnostics: gradient health
     formulas,  # noqa: E402

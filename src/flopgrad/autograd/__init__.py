@@ -1,9 +1,11 @@
-"""Reverse and forward mode on top of dispatch: backward, grad, jvp, vjp, jacobians, gradcheck.
+"""Reverse and forward mode on top of dispatch: backward, grad, jvp, vjp, jacobians,
+numerical_grad, gradcheck.
 
 One module a job: `grad_mode` (no_grad, enable_grad, set_grad_enabled), `engine` (the
 backward walk behind backward and grad), `functional` (jvp, vjp, jacrev, jacfwd, hvp),
-`gradcheck`, and `function` (user-defined ops). Imported by flopgrad.tensor once Tensor
-exists, so Tensor.backward can call `flopgrad.autograd.backward`.
+`numerical` (finite differences), `gradcheck`, and `function` (user-defined ops). Imported
+by flopgrad.tensor once Tensor exists, so Tensor.backward can call
+`flopgrad.autograd.backward`.
 
 >>> import flopgrad as fg
 >>> x = fg.tensor(2.0, requires_grad=True)
@@ -18,9 +20,10 @@ from flopgrad.autograd.function import FunctionCtx as FunctionCtx  # public, not
 from flopgrad.autograd.functional import hvp, jacfwd, jacrev, jvp, vjp
 from flopgrad.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from flopgrad.autograd.gradcheck import GradcheckError, gradcheck
+from flopgrad.autograd.numerical import NumericalGrad, numerical_grad
 
 __all__ = [
     "backward", "grad", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
-    "jvp", "vjp", "jacrev", "jacfwd", "hvp", "gradcheck", "GradcheckError", "Function",
-    "checkpoint", "checkpoint_sequential",
+    "jvp", "vjp", "jacrev", "jacfwd", "hvp", "gradcheck", "GradcheckError", "numerical_grad",
+    "NumericalGrad", "Function", "checkpoint", "checkpoint_sequential",
 ]

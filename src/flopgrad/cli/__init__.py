@@ -1,15 +1,15 @@
 """The flopgrad command line: `flopgrad demo | train {mlp,cnn,gpt} | bill | budget | plan |
-health-demo`.
+health-demo | claims`.
 
 Every mistake in the arguments or the inputs is one line on stderr and exit status 2:
 options are checked when parsed (finite, positive, whole where they count something; a
 --save path that can be written), data files before training starts. A closed pipe
 (`flopgrad bill gpt2 | head -1`) ends quietly, Ctrl-C with status 130.
 
-One module a command (`demo`, `train`, `bill`, `budget`, `plan`, `health_demo`), each with
-`add_parser(subparsers)` and `run(args) -> int`; what they share is in `_args`. The commands
-print: the numbers come from the library (flopgrad.training, flopgrad.planning,
-flopgrad.diagnostics).
+One module a command (`demo`, `train`, `bill`, `budget`, `plan`, `health_demo`,
+`claims`), each with `add_parser(subparsers)` and `run(args) -> int`; what they share is in
+`_args`. The commands print: the numbers come from the library (flopgrad.training,
+flopgrad.planning, flopgrad.diagnostics, flopgrad.claims).
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import os
 import sys
 
 import flopgrad
-from flopgrad.cli import bill, budget, demo, health_demo, plan, train
+from flopgrad.cli import bill, budget, claims, demo, health_demo, plan, train
 from flopgrad.cli._args import Parser, one_line
 from flopgrad.cli.demo import DEMO_SIZES
 
 __all__ = ["main", "build_parser", "COMMANDS", "DEMO_SIZES"]
 
-COMMANDS = (demo, train, bill, budget, plan, health_demo)  # in the order --help lists them
+COMMANDS = (demo, train, bill, budget, plan, health_demo, claims)  # the order of --help
 
 # the command functions under their earlier names
-cmd_demo, cmd_train, cmd_bill, cmd_budget, cmd_plan = (
-    command.run for command in (demo, train, bill, budget, plan))
+cmd_demo, cmd_train, cmd_bill, cmd_budget, cmd_plan, cmd_claims = (
+    command.run for command in (demo, train, bill, budget, plan, claims))
 
 
 def build_parser() -> argparse.ArgumentParser:
