@@ -204,3 +204,13 @@ def test_cli_claims_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_claims_as_an_html_page(tmp_path):
+    from flopgrad.cli import main
+
+    out = tmp_path / "claims.html"
+    assert main(["claims", "exact-2x", "epoch-flops", "--html", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("class='claim'") == 2 and "39,306,240,000" in text
+    assert "http" not in text

@@ -158,3 +158,38 @@ class Experiment:
         if name not in self._shared:
             self._shared[name] = make()
         return self._shared[name]
+
+
+def to_html(results: list[ClaimResult], path, title: str = "flopgrad claims") -> None:
+    """Write claim results as one self-contained HTML page, atomically: per claim the
+    seed's words, what it claims, what was measured, the verdict and why.
+
+    >>> import os, tempfile
+    >>> r = ClaimResult("2x", "1.08x", False, "why", key="k", seed="001", title="t", quote="q")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     to_html([r], os.path.join(tmp, "c.html"))
+    ...     "differs" in open(os.path.join(tmp, "c.html")).read()
+    True
+    """
+    import html
+
+    from flopgrad.files import write_atomic
+    from flopgrad.report.html import _STYLE
+
+    held = sum(r.holds for r in results)
+    cards = []
+    for r in results:
+        rows = "".join(f"<li>{html.escape(row)}</li>" for row in r.rows)
+        cards.append(
+            f"<div class='claim'><h2>[{r.seed} {html.escape(r.key)}] {html.escape(r.title)}: "
+            f"<span class='{r.verdict}'>{r.verdict}</span></h2>"
+            f"<p><i>seed {r.seed}: \u201c{html.escape(r.quote)}\u201d</i></p>"
+            f"<p><b>claimed</b>: {html.escape(r.claimed)}<br><b>measured</b>: "
+            f"{html.escape(r.measured)}</p>" + (f"<ul>{rows}</ul>" if rows else "")
+            + f"<p><b>why</b>: {html.escape(r.reason)}</p></div>")
+    write_atomic(path, (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<div class='headline'><div>claims<b>{len(results)}</b></div><div>hold<b>{held}"
+        f"</b></div><div>differ<b>{len(results) - held}</b></div></div>"
+        + "".join(cards) + "</body></html>"))

@@ -7,7 +7,8 @@ import argparse
 import time
 
 from flopgrad import claims
-from flopgrad.cli._args import whole
+from flopgrad.claims.core import to_html
+from flopgrad.cli._args import save_path, whole
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     cl.add_argument("--repeats", type=whole(1), default=5,
                     help="best of K runs for every wall-time measurement (default 5)")
     cl.add_argument("--list", action="store_true", help="list the claims and exit")
+    cl.add_argument("--html", metavar="PATH", type=save_path, default=None,
+                    help="also write the results as an HTML page")
     cl.set_defaults(func=run)
     return cl
 
@@ -32,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the claims and print each result, then a summary line (or list them).
 
-    >>> run(argparse.Namespace(list=True, keys=[], repeats=1))  # doctest: +ELLIPSIS
+    >>> run(argparse.Namespace(list=True, keys=[], repeats=1, html=None))  # doctest: +ELLIPSIS
     matmul-flops         seed 000  matmul's share of the FLOPs
     ...
     0
@@ -51,4 +54,7 @@ def run(args: argparse.Namespace) -> int:
           f"differ{'s' * (n - held == 1)} "
           f"({time.perf_counter() - start:.1f} s; FLOPs and memory from bills, times the best "
           f"of {args.repeats} or more runs on one BLAS thread)")
+    if args.html:
+        to_html(results, args.html)
+        print(f"wrote {args.html}")
     return 0
