@@ -90,6 +90,7 @@ from flopgrad import (  # noqa: E402
     amp,  # fg.amp.autocast, fg.amp.GradScaler (like torch.amp)
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     data,
+    diagnostics,  # fg.diagnostics: detect_anomaly (NaN and inf)
     formulas,  # noqa: E402
     memory,  # noqa: E402  (fg.memory: checkpoint plans and schedules)
     models,
@@ -97,6 +98,9 @@ from flopgrad import (  # noqa: E402
     training,
 )
 from flopgrad.amp import autocast  # noqa: E402
+from flopgrad.diagnostics import AnomalyError, detect_anomaly  # noqa: E402
+
+autograd.detect_anomaly = detect_anomaly  # fg.autograd.detect_anomaly, as torch.autograd's
 from flopgrad.planning import budget, plan, plan_checkpoints  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 
