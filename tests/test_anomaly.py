@@ -1,10 +1,12 @@
 """fg.detect_anomaly: the first op that turns finite inputs into NaN or inf raises, naming
 the op, its scope, the user's line, the input shapes and the count; compared with
-torch.autograd.detect_anomaly where they overlap."""
+torch.autograd.detect_anomaly where they overlap. Also the training loop's non-finite
+message and the bill's rule."""
 
 from __future__ import annotations
 
 import inspect
+import io
 import os
 import threading
 import warnings
@@ -386,3 +388,85 @@ def test_works_together_with_a_profile():
     with fg.profile() as bill, pytest.raises(fg.AnomalyError), fg.detect_anomaly():
         x.sqrt().sum().backward()
     assert bill.events  # the ops before the error are billed as usual
+
+
+# ---------------------------------------------------------------- without anomaly mode
+
+def _root_loss(model, batch, bad_step, calls):
+    """Cross-entropy, plus sqrt(0 * bias) (0, a NaN gradient) from step `bad_step` on."""
+    calls.append(1)
+    x, y = batch
+    loss = F.cross_entropy(model(x), y)
+    if len(calls) >= bad_step:
+        loss = loss + (model.bias * 0).sqrt().sum()
+    return loss
+
+
+def _loader():
+    batch = (fg.ones(4, 3), fg.tensor([0, 1, 1, 0]))
+    return fg.data.DataLoader(fg.data.TensorDataset(*batch), batch_size=4)
+
+
+def test_training_loop_names_the_parameter_whose_gradient_became_non_finite(capsys):
+    fg.manual_seed(0)
+    model = fg.nn.Linear(3, 2)
+    calls: list = []
+    losses = fg.training.fit(model, _loader(), fg.optim.SGD(model.parameters(), lr=0.1),
+                             lambda m, b: _root_loss(m, b, 2, calls), steps=4)
+    err = capsys.readouterr().err
+    assert np.isfinite(losses[1]) and np.isnan(losses[2])  # NaN bias after step 2's update
+    assert "gradient of bias non-finite at step 2" in err
+    assert "loss became non-finite" not in err  # only the first alarm is kept
+
+
+def test_training_loop_says_when_the_loss_became_non_finite(capsys):
+    fg.manual_seed(0)
+    model = fg.nn.Linear(3, 2)
+    calls: list = []
+
+    def loss_fn(m, b):
+        calls.append(1)
+        loss = F.cross_entropy(m(b[0]), b[1])
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    fg.training.fit(model, _loader(), fg.optim.SGD(model.parameters(), lr=0.1), loss_fn,
+                    steps=5)
+    assert "loss became non-finite at step 3" in capsys.readouterr().err
+
+
+def test_progress_shows_a_new_note_at_once():
+    bar = fg.training.Progress(100, stream=io.StringIO())
+    bar.update(1, loss=1.0)
+    bar.update(2, note="loss became non-finite at step 2", loss=float("nan"))
+    bar.update(3, note="loss became non-finite at step 2", loss=float("nan"))  # throttled
+    lines = bar.stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].endswith("loss became non-finite at step 2")
+
+
+def test_nonfinite_check_of_float16_gradients_does_not_overflow_the_sum():
+    w = fg.nn.Parameter(fg.ones(70000, dtype=fg.float16))
+    w.grad = fg.full((70000,), 60000.0, dtype=fg.float16)  # finite, sum beyond float16
+    assert fg.training.nonfinite(1.0, [("w", w)], 1) is None
+
+
+def test_bill_rule_only_when_a_gradient_is_non_finite():
+    fg.manual_seed(0)
+    model = fg.nn.Linear(3, 2)
+    opt = fg.optim.SGD(model.parameters(), lr=0.1)
+    batch = next(iter(_loader()))
+    healthy = fg.training.step_bill(model, batch, opt)
+    assert "gradients non-finite" not in [r.name for r in healthy.rules()]
+    bill = fg.training.step_bill(model, batch, opt, lambda m, b: _root_loss(m, b, 1, []))
+    rule = next(r for r in bill.rules() if r.name == "gradients non-finite")
+    assert not rule.holds and rule.measured == 1  # the bias's gradient
+    assert "shape (2,) float32, 2 NaN of 2 entries" in rule.reason
+    assert "fg.detect_anomaly()" in rule.reason
+    assert fg.report.rules.nonfinite_gradients(bill) == [
+        {"shape": (2,), "dtype": "float32", "nan": 2, "inf": 0, "size": 2}]
+
+
+def test_bill_rule_needs_memory_tracking():
+    x = fg.tensor([0.0], requires_grad=True)
+    with fg.profile(memory=False) as bill:
+        x.sqrt().sum().backward()
+    assert "gradients non-finite" not in [r.name for r in bill.rules()]
