@@ -92,7 +92,7 @@ from flopgrad import (  # noqa: E402
     autograd,  # noqa: E402  (fg.autograd.backward, like torch.autograd)
     claims,  # noqa: E402  (fg.claims.run(): the seed documents' claims, measured)
     data,
-    diagnostics,  # fg.diagnostics: gradient health
+    diagnostics,  # fg.diagnostics: gradient health, detect_anomaly (NaN and inf)
     formulas,  # noqa: E402
     memory,  # noqa: E402  (fg.memory: checkpoint plans and schedules)
     models,
@@ -100,7 +100,9 @@ from flopgrad import (  # noqa: E402
     training,
 )
 from flopgrad.amp import autocast  # noqa: E402
-from flopgrad.diagnostics import Health, health  # noqa: E402
+from flopgrad.diagnostics import AnomalyError, Health, detect_anomaly, health  # noqa: E402  # noqa: E402
+
+autograd.detect_anomaly = detect_anomaly  # fg.autograd.detect_anomaly, as torch.autograd's
 from flopgrad.planning import budget, plan, plan_checkpoints  # noqa: E402
 from flopgrad.serialization import load, save  # noqa: E402
 

@@ -32,7 +32,7 @@ class Mode:
     """
 
     __slots__ = ("grad_enabled", "forward_ad", "listeners", "phase", "scope", "meta", "role",
-                 "grad_of", "checkpoint", "autocast")
+                 "grad_of", "grad_node", "checkpoint", "autocast")
 
     def __init__(self):
         self.grad_enabled = True
@@ -43,6 +43,7 @@ class Mode:
         self.meta = False  # inside fg.meta(): factories make meta tensors
         self.role: str | None = None  # "weight" / "input" while a backward slot runs
         self.grad_of: tuple | None = None  # (op name, input slot) whose gradient is computed
+        self.grad_node: Node | None = None  # in backward, listening: the Node differentiated
         self.checkpoint = None  # inside fg.checkpoint: the frame that holds or refills nodes
         self.autocast = None  # inside fg.autocast: the policy that casts an op's inputs
 

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from flopgrad.autograd import no_grad
 from flopgrad.nn import functional as F
 from flopgrad.report import Bill, profile
 
-__all__ = ["fit", "evaluate", "train_step", "step_bill", "Progress"]
+__all__ = ["fit", "evaluate", "train_step", "step_bill", "Progress", "nonfinite"]
 
 
 class Progress:
@@ -41,10 +42,12 @@ class Progress:
         self.start = time.perf_counter()
         self.last = 0.0
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.note: str | None = None
 
-    def update(self, done: int, **fields) -> None:
+    def update(self, done: int, note: str | None = None, **fields) -> None:
         """Show `done` of total steps and the fields (at most every 0.1 s on a terminal,
-        2 s otherwise; the final step is always shown).
+        2 s otherwise; the final step is always shown), then `note` if given (a new note
+        is shown at once).
 
         >>> import flopgrad as fg, io
         >>> bar = fg.training.Progress(10, label="eval", stream=io.StringIO())
@@ -56,7 +59,9 @@ class Progress:
             return
         now = time.perf_counter()
         final = done >= self.total
-        if not final and now - self.last < (0.1 if self.tty else 2.0):
+        fresh = note is not None and note != self.note
+        self.note = note
+        if not final and not fresh and now - self.last < (0.1 if self.tty else 2.0):
             return
         self.last = now
         rate = done / max(now - self.start, 1e-9)
@@ -66,6 +71,8 @@ class Progress:
         extra = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in fields.items())
         line = f"{self.label} [{bar}] {done}/{self.total}  {extra}  {rate:.0f} steps/s"
+        if note:
+            line += f"  {note}"
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
         else:
@@ -124,17 +131,56 @@ def fit(model, loader, optimizer, loss_fn: Callable = _loss_fn, epochs: int = 1,
     total = steps if steps is not None else epochs * len(loader)
     bar = Progress(total, label, progress)
     model.train()
+    named = list(model.named_parameters()) if hasattr(model, "named_parameters") else []
     losses: list[float] = []
+    alarm = None  # the first non-finite loss or gradient, kept on the progress line
     while len(losses) < total:
         for batch in loader:
             losses.append(train_step(model, batch, optimizer, loss_fn, clip, scheduler))
+            if alarm is None:
+                alarm = nonfinite(losses[-1], named, len(losses))
             recent = float(np.mean(losses[-20:]))
-            bar.update(len(losses), loss=recent)
+            bar.update(len(losses), note=alarm, loss=recent)
             if callback is not None:
                 callback(len(losses), losses[-1])
             if len(losses) >= total:
                 break
     return losses
+
+
+def nonfinite(loss: float, named: list, step: int) -> str | None:
+    """What became NaN or inf at `step`: the loss, else the first parameter's gradient that
+    holds NaN or inf (None when all are finite, or for meta tensors, which have no values).
+
+    One check of the loss every step, and one of the gradients (the sum of their sums is
+    finite only if every entry is; only when it is not are they checked one by one).
+    Under `fg.amp.GradScaler`, inf gradients on a skipped step are expected.
+
+    >>> import flopgrad as fg
+    >>> w = fg.nn.Parameter(fg.ones(2))
+    >>> w.grad = fg.tensor([1.0, float("inf")])
+    >>> fg.training.nonfinite(0.5, [("w", w)], 3)
+    'gradient of w non-finite at step 3'
+    >>> fg.training.nonfinite(float("nan"), [("w", w)], 4)
+    'loss became non-finite at step 4'
+    """
+    if named and named[0][1].is_meta:
+        return None
+    if not math.isfinite(loss):
+        return f"loss became non-finite at step {step}"
+    grads = [(name, p.grad._data) for name, p in named if p.grad is not None]
+    with np.errstate(all="ignore"):  # inf - inf in a sum is NaN, silently
+        total = sum(np.add.reduce(g, axis=None, dtype=_ACCUMULATE.get(g.itemsize)).item()
+                    for _, g in grads)
+    if np.isfinite(total):
+        return None
+    for name, g in grads:
+        if not np.isfinite(g).all():
+            return f"gradient of {name} non-finite at step {step}"
+    return None  # the sum overflowed: every entry is finite
+
+
+_ACCUMULATE = {1: np.float32, 2: np.float32}  # 1- and 2-byte floats summed in float32
 
 
 def evaluate(model, loader) -> float:

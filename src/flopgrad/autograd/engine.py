@@ -159,7 +159,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
         useful = _useful(_topo(root_nodes, deps), target_ids, target_nodes)
     ready = _sources(root_nodes, deps)  # Kahn's order, run as the nodes become ready
 
-    saved_state = mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of
+    saved_state = (mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of,
+                   mode_.grad_node)
     mode_.grad_enabled = create_graph
     mode_.phase = "backward"
     try:
@@ -198,6 +199,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 if billing:
                     mode_.role = _role(p, has_param)
                     mode_.grad_of = (n.op.name, i)
+                    mode_.grad_node = n  # listeners can find the forward node (anomaly)
                 gi = vjp(n, g, i)
                 if gi is None:
                     continue
@@ -215,7 +217,7 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
                 else:
                     n.released = n.saved is not None or n.out_data is not None
                     n.saved = n.out_data = None
-        mode_.role = mode_.grad_of = None
+        mode_.role = mode_.grad_of = mode_.grad_node = None
         for entry in found.values():
             t, g = entry
             dtype = t._data.dtype
@@ -224,7 +226,8 @@ def _run(roots: list, root_grads: list, *, retain_graph: bool, create_graph: boo
             if accumulate:
                 _accumulate(t, g, create_graph, handed_out, billing)
     finally:
-        mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of = saved_state
+        (mode_.grad_enabled, mode_.phase, mode_.scope, mode_.role, mode_.grad_of,
+         mode_.grad_node) = saved_state
     return found
 
 

@@ -164,11 +164,11 @@ def to_html(results: list[ClaimResult], path, title: str = "flopgrad claims") ->
     """Write claim results as one self-contained HTML page, atomically: per claim the
     seed's words, what it claims, what was measured, the verdict and why.
 
-    >>> import os, tempfile
+    >>> import pathlib, tempfile
     >>> r = ClaimResult("2x", "1.08x", False, "why", key="k", seed="001", title="t", quote="q")
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     to_html([r], os.path.join(tmp, "c.html"))
-    ...     "differs" in open(os.path.join(tmp, "c.html")).read()
+    ...     to_html([r], pathlib.Path(tmp) / "c.html")
+    ...     "differs" in (pathlib.Path(tmp) / "c.html").read_text()
     True
     """
     import html

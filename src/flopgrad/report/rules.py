@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from flopgrad import ledger as L
 from flopgrad.report.tables import human, human_bytes, rows
 
@@ -111,6 +113,9 @@ def check(bill: Bill, params: int | None = None, tokens: int | None = None,
                            "; ".join(parts) if parts else "every layer computed dW and dX"))
     if bill.memory and bill.peak_bytes:
         checks.append(_memory_rule(bill))
+    nonfinite = _nonfinite_rule(bill)
+    if nonfinite is not None:
+        checks.append(nonfinite)
     recompute = bill.flops("recompute")
     if recompute and work:
         checks.append(_recompute_rule(bill, recompute, fwd + bwd))
@@ -187,3 +192,53 @@ def _seconds(bill: Bill) -> list[float]:
     if bill.durations is None:
         return [(ev[L.END] - ev[L.START]) / 1e9 for ev in bill.events]
     return [d / 1e9 for d in bill.durations]
+
+
+def nonfinite_gradients(bill: Bill) -> list[dict]:
+    """The gradients the profile saw (every `.grad` that backward accumulated, through the
+    ledger's on_grad) that hold NaN or inf, as they are when the bill is read; one dict
+    each, in the order they were made. Needs memory tracking (the default); the ledger
+    keeps shapes, not values, so the op that made them is not known (fg.detect_anomaly
+    names it).
+
+    >>> import flopgrad as fg
+    >>> w = fg.tensor([0.0, 4.0], requires_grad=True)
+    >>> with fg.profile() as bill:
+    ...     w.sqrt().sum().backward()  # d sqrt(w)/dw at 0 is inf
+    >>> bill.rules()[-1].name
+    'gradients non-finite'
+    >>> from flopgrad.report.rules import nonfinite_gradients
+    >>> nonfinite_gradients(bill)
+    [{'shape': (2,), 'dtype': 'float32', 'nan': 0, 'inf': 1, 'size': 2}]
+    """
+    found = []
+    grads = L.CATEGORIES.index("gradients")
+    for ref in list(bill.ledger._alive.values()):  # the live arrays the ledger tracks
+        arr = ref()
+        if (ref.category != grads or type(arr) is not np.ndarray
+                or arr.dtype.kind not in "fcV" or np.isfinite(arr).all()):
+            continue
+        nan = int(np.count_nonzero(np.isnan(arr)))
+        found.append({"shape": arr.shape, "dtype": str(arr.dtype), "nan": nan,
+                      "inf": int(arr.size - np.count_nonzero(np.isfinite(arr))) - nan,
+                      "size": int(arr.size)})
+    return found
+
+
+def _nonfinite_rule(bill: Bill) -> Rule | None:
+    """Gradients hold NaN or inf: a rule only when it happens (None otherwise)."""
+    if not bill.memory:
+        return None
+    bad = nonfinite_gradients(bill)
+    if not bad:
+        return None
+    first = bad[0]
+    kinds = ", ".join(f"{first[k]} {name}" for k, name in (("nan", "NaN"), ("inf", "inf"))
+                      if first[k])
+    all_nan = all(g["nan"] == g["size"] for g in bad)
+    reason = (f"{len(bad)} gradient(s) hold NaN or inf (first: shape {first['shape']} "
+              f"{first['dtype']}, {kinds} of {first['size']} entries)"
+              + ("; every entry is NaN, as when the loss itself is NaN" if all_nan else "")
+              + "; the bill keeps shapes, not values: run the step under fg.detect_anomaly() "
+              "to name the op and its line")
+    return Rule("gradients non-finite", len(bad), 0, False, reason)
