@@ -135,7 +135,7 @@ class _Frame:
         try:
             if self._left:
                 with override(grad_enabled=True, phase="recompute", scope=self.scope,
-                              role=None, grad_of=None, checkpoint=self,
+                              role=None, grad_of=None, grad_node=None, checkpoint=self,
                               autocast=self.autocast):
                     self.fn(*self.args, **self.kwargs)
         except _StopRecompute:
