@@ -32,7 +32,7 @@ class Mode:
     """
 
     __slots__ = ("grad_enabled", "forward_ad", "listeners", "phase", "scope", "meta", "role",
-                 "grad_of", "grad_node", "checkpoint", "autocast")
+                 "grad_of", "grad_node", "checkpoint", "autocast", "pre_op")
 
     def __init__(self):
         self.grad_enabled = True
@@ -46,6 +46,9 @@ class Mode:
         self.grad_node: Node | None = None  # in backward, listening: the Node differentiated
         self.checkpoint = None  # inside fg.checkpoint: the frame that holds or refills nodes
         self.autocast = None  # inside fg.autocast: the policy that casts an op's inputs
+        # pre_op(op, args) -> args, run before every op when set: autocast's casts, and a
+        # checkpoint's recomputation (which may end before the op runs); one check per op
+        self.pre_op = None
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -164,8 +167,8 @@ def _data(a):
 def apply(op: Op, args: tuple, params: tuple = ()):
     """Run primitive `op` on `args` (Tensors or constants) with static `params`."""
     mode_ = _per_thread.mode
-    if mode_.autocast is not None:
-        args = mode_.autocast.cast(op, args)  # fg.autocast: the op's inputs in its dtype
+    if mode_.pre_op is not None:
+        args = mode_.pre_op(op, args)  # fg.autocast's casts; a recomputation's early end
     n_args = len(args)  # the common cases unrolled: these lines run for every op
     if n_args == 2:
         a, b = args
@@ -181,8 +184,6 @@ def apply(op: Op, args: tuple, params: tuple = ()):
     forward = op.forward
     if op.inplace:
         _check_inplace(op, args, mode_)
-    if mode_.checkpoint is not None and mode_.checkpoint.refilling:
-        mode_.checkpoint.before(op, args)  # may end a recomputation before this op runs
     if meta_seen and (any(type(a) is MetaArray for a in arrays)
                       or (params and _meta_in(params))):
         forward = op.meta

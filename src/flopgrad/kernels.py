@@ -18,7 +18,6 @@ from flopgrad.backend import result_type
 from flopgrad.dtypes import bfloat16 as BF16
 
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
-LOW = (F16, BF16)  # 2-byte floats: statistics and sums accumulate in float32, as PyTorch's
 
 _ND = np.ndarray
 
@@ -60,9 +59,9 @@ def in_torch_dtype(fn, true_divide: bool = False):
                 if a.dtype is b.dtype and (not true_divide or a.dtype.kind in "fV"):
                     return fn(a, b)
             elif (tb is float or tb is int) and a.dtype.kind in "fV":
-                return fn(a, b) if a.dtype not in LOW else with_number(fn, a, b, a.dtype)
+                return fn(a, b) if a.itemsize != 2 else with_number(fn, a, b, a.dtype)
         elif type(b) is _ND and (type(a) is float or type(a) is int) and b.dtype.kind in "fV":
-            return fn(a, b) if b.dtype not in LOW else with_number(fn, a, b, b.dtype)
+            return fn(a, b) if b.itemsize != 2 else with_number(fn, a, b, b.dtype)
         a, b = torch_dtype(a, b, true_divide=true_divide)
         return fn(a, b)
     forward.__name__ = getattr(fn, "__name__", "forward")
@@ -161,7 +160,7 @@ def keep_half(fn):
     """A SciPy ufunc that has no float16 or bfloat16 loop (it would return float64), run in
     float32 and rounded back for 2-byte input, as PyTorch keeps the dtype."""
     def run(x):
-        if x.dtype in LOW:
+        if x.dtype is F16 or x.dtype is BF16:  # identity: dtype == is slow on a hot path
             return fn(x.astype(F32)).astype(x.dtype)
         return fn(x)
     return run
@@ -202,7 +201,7 @@ def normalize_rows(x, n_dims, eps, out):
 
 def _acc(dtype) -> np.dtype:
     """The dtype statistics are computed in: float32 for 2-byte floats (as PyTorch's)."""
-    return F32 if dtype in LOW else dtype
+    return F32 if dtype is F16 or dtype is BF16 else dtype
 
 
 def layer_norm(x, w, b, n_dims, eps):
@@ -330,7 +329,7 @@ def clamp_tensor(x, lo, hi):
 
 
 def reduce_sum(x, axes, keepdims):
-    if x.dtype in LOW:  # accumulated in float32, as PyTorch does (float16 loses 1s at 2048)
+    if x.dtype is F16 or x.dtype is BF16:  # accumulated in float32, as PyTorch does
         with np.errstate(over="ignore"):  # a sum beyond float16's range is inf, silently
             return x.astype(F32).sum(axis=axes, keepdims=keepdims).astype(x.dtype)
     return x.sum(axis=axes, keepdims=keepdims)
@@ -340,7 +339,8 @@ def in_float32(fn):
     """A contraction on bfloat16 computed in float32 and rounded to bfloat16 once, as a GPU's
     tensor cores accumulate (and NumPy has no bfloat16 BLAS: its own loop is 100x slower)."""
     def run(*arrays):
-        if any(type(a) is _ND and a.dtype is BF16 for a in arrays):
+        a, b = arrays[0], arrays[1] if len(arrays) > 1 else None  # no generator per GEMM
+        if (type(a) is _ND and a.dtype is BF16) or (type(b) is _ND and b.dtype is BF16):
             out = fn(*(a.astype(F32) if type(a) is _ND and a.dtype is BF16 else a
                        for a in arrays))
             return out.astype(BF16)

@@ -86,4 +86,5 @@ class autocast(override):
         if not isinstance(enabled, bool):
             raise TypeError(f"autocast: enabled must be True or False, got {enabled!r}")
         self.device_type, self.dtype = device_type, low
-        super().__init__(autocast=_Policy(low) if enabled else None)
+        policy = _Policy(low) if enabled else None
+        super().__init__(autocast=policy, pre_op=None if policy is None else policy.cast)

@@ -97,6 +97,14 @@ class _Frame:
         D._save(node, op.uses, args, None, parents, None)
         self.recorded(node)
 
+    def _pre_op(self, op, args: tuple) -> tuple:
+        """Before each op of the recomputation: the forward's autocast casts, then maybe
+        the end of the recomputation (on the inputs the op would save)."""
+        if self.autocast is not None:
+            args = self.autocast.cast(op, args)
+        self.before(op, args)
+        return args
+
     def inner_call(self, args: tuple, kwargs: dict) -> None:
         """While recomputing: the k-th checkpoint inside this one gets its inputs back."""
         k = self._inner_next
@@ -136,7 +144,7 @@ class _Frame:
             if self._left:
                 with override(grad_enabled=True, phase="recompute", scope=self.scope,
                               role=None, grad_of=None, grad_node=None, checkpoint=self,
-                              autocast=self.autocast):
+                              autocast=self.autocast, pre_op=self._pre_op):
                     self.fn(*self.args, **self.kwargs)
         except _StopRecompute:
             pass
@@ -194,7 +202,8 @@ def checkpoint(fn: Callable, *args: Any, use_reentrant: bool = False,
     frame = _Frame(fn, args, kwargs, m.scope, parent)
     if parent is not None:
         parent.inner.append(frame)  # the outer checkpoint recomputes this one's inputs
-    with override(checkpoint=frame):
+    # an enclosing recomputation's pre_op must not see this frame's ops (it holds them)
+    with override(checkpoint=frame, pre_op=None if m.autocast is None else m.autocast.cast):
         out = fn(*args, **kwargs)
     if parent is not None:
         frame.args = frame.kwargs = None  # the outer checkpoint keeps nothing either
