@@ -51,3 +51,25 @@ def test_plain_text_when_not_a_terminal_or_no_color(bill, capsys, monkeypatch):
     assert not use_colour()
     show_rules([fg.Rule("r", 1.0, 2.0, False, "why")])
     assert capsys.readouterr().out == "  - r: measured 1, folklore 2 (differs). why\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_colours_a_terminal_and_says_the_time_left(monkeypatch):
+    out = _Terminal()
+    bar = fg.training.Progress(10, stream=out)
+    bar.update(5, loss=0.5)
+    bar.update(10, loss=0.25, note="loss became non-finite at step 7")
+    text = out.getvalue()
+    assert "\x1b[32m" in text and "left" in text and "in all" in text  # green bar, times
+    assert text.endswith("\n") and "non-finite at step 7" in text
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = _Terminal()
+    fg.training.Progress(4, stream=plain).update(4, loss=1.0)
+    assert "\x1b[32m" not in plain.getvalue() and "[####" in plain.getvalue()
+    pipe = io.StringIO()  # not a terminal: one plain line a report
+    fg.training.Progress(4, stream=pipe).update(4, loss=1.0)
+    assert pipe.getvalue().startswith("train [####") and "\x1b" not in pipe.getvalue()

@@ -70,14 +70,50 @@ class Progress:
         bar = "#" * filled + "-" * (width - filled)
         extra = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in fields.items())
-        line = f"{self.label} [{bar}] {done}/{self.total}  {extra}  {rate:.0f} steps/s"
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        timing = f"{rate:.0f} steps/s  " + (f"{_clock(now - self.start)} in all" if final
+                                            else f"{_clock(left)} left")
+        line = f"{self.label} [{bar}] {done}/{self.total}  {extra}  {timing}"
         if note:
             line += f"  {note}"
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
+        if self.tty and _colour(self.stream):
+            self._rich(done, filled, width, extra, timing, note, final)
+        elif self.tty:  # \x1b[K clears what a longer earlier line left
+            self.stream.write("\r\x1b[K" + line + ("\n" if final else ""))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def _rich(self, done, filled, width, extra, timing, note, final) -> None:
+        """The same line, coloured with rich: the bar green, the note red."""
+        from rich.console import Console
+        from rich.text import Text
+
+        text = Text.assemble((self.label, "bold"), " ", ("━" * filled, "green"),
+                             ("━" * (width - filled), "grey35"), f" {done}/{self.total}  ",
+                             (extra, "cyan"), f"  {timing}", (f"  {note}" if note else "", "red"))
+        self.stream.write("\r\x1b[K")
+        Console(file=self.stream, force_terminal=True, soft_wrap=True).print(
+            text, end="\n" if final else "")
+
+
+def _clock(seconds: float) -> str:
+    """m:ss (h:mm:ss past an hour).
+
+    >>> _clock(75), _clock(3725)
+    ('1:15', '1:02:05')
+    """
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _colour(stream) -> bool:
+    """Colour on a terminal unless NO_COLOR is set (rich is a core dependency)."""
+    import os
+
+    return not os.environ.get("NO_COLOR")
 
 
 def _loss_fn(model, batch):
