@@ -1,0 +1,147 @@
+"""aten ops on flopgrad's cost formulas: {aten op name: (billed name, formula, view)}.
+
+Each formula is one of `flopgrad.costs` (the very functions the native primitives use), fed
+the aten op's output shape and input shapes; a few aten ops that fuse what flopgrad bills
+as several primitives (softmax's backward, nll_loss) get a formula here with its reason.
+An aten op not in the table is billed as unknown, and said so, never as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from flopgrad import costs as C
+from flopgrad.costs import Cost
+
+
+def _n(shape) -> int:
+    return math.prod(shape)
+
+
+def _addmm(out, ins, params):  # bias, a, b: 2mkn tensor FLOPs, the bias add m·n other
+    return C.linear(out, [ins[1], ins[2], ins[0]], params)
+
+
+def _baddbmm(out, ins, params):
+    return Cost(2 * _n(out) * ins[1][-1], _n(out), 0)
+
+
+def _last_dim(params) -> tuple:
+    return (params[0] if params else -1,)
+
+
+def _softmax(out, ins, params):
+    return C.softmax(out, ins, _last_dim(params))
+
+
+def _log_softmax(out, ins, params):
+    return C.log_softmax(out, ins, _last_dim(params))
+
+
+def _softmax_backward(out, ins, params):
+    """(g - sum(g·y)) · y, flopgrad's softmax vjp: mul, sum, sub, mul."""
+    n, rows = _n(out), _n(out) // max(out[params[0]] if out else 1, 1)
+    return Cost(0, 4 * n - rows, 0)
+
+
+def _log_softmax_backward(out, ins, params):
+    """g - exp(y) · sum(g), flopgrad's log_softmax vjp: exp, sum, mul, sub."""
+    n, rows = _n(out), _n(out) // max(out[params[0]] if out else 1, 1)
+    return Cost(0, 4 * n - rows, n)
+
+
+def _mean(out, ins, params):  # a sum and one division per output
+    return Cost(0, max(_n(ins[0]) - _n(out), 0) + _n(out), 0)
+
+
+def _layer_norm(out, ins, params):  # input, normalized_shape, weight, bias, eps
+    n_dims = len(params[0]) if params else 1
+    return C.layer_norm(out, [ins[0], ins[1] if len(ins) > 1 else (), ins[2]
+                              if len(ins) > 2 else ()], (n_dims,))
+
+
+def _layer_norm_backward(out, ins, params):  # grad, input, ...: flopgrad's layer_norm_dx
+    n_dims = len(params[0]) if params else 1
+    return C.layer_norm_dx(out, [ins[0], ins[1], ins[4] if len(ins) > 4 else ()], (n_dims,))
+
+
+def _nll_loss(out, ins, params):
+    """The pick (free) and the reduction: N - 1 adds and a division for a mean."""
+    return Cost(0, _n(ins[0][:1]), 0)
+
+
+def _gelu(out, ins, params):
+    return C.gelu(out, ins, (params[0] if params else "none",))
+
+
+def _gelu_backward(out, ins, params):
+    return C.gelu_grad(out, ins, (params[0] if params else "none",))
+
+
+def _k(k: int, trans: int = 0) -> Callable:
+    def cost(out, ins, params):
+        n = _n(out)
+        return Cost(0, k * n, trans * n)
+    cost.__doc__ = f"{k} per output element" + (f", {trans} transcendental" if trans else "")
+    return cost
+
+
+ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "relu", "threshold_backward", "maximum",
+               "minimum", "abs", "sign", "clamp", "clamp_min", "clamp_max", "where", "eq",
+               "ne", "lt", "le", "gt", "ge", "masked_fill", "add_", "sub_", "mul_", "div_",
+               "neg_", "rsub", "reciprocal", "square", "pow", "leaky_relu",
+               "hardtanh", "relu_", "zero_", "fill_"}
+TRANSCENDENTAL = {"exp", "log", "log1p", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos",
+                  "erf", "sqrt_", "exp_", "silu"}
+REDUCTION = {"sum", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any", "all"}
+VIEWS = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze",
+         "squeeze", "detach", "alias", "slice", "select", "as_strided", "split",
+         "split_with_sizes", "unbind", "chunk", "_reshape_alias", "view_as", "narrow",
+         "unfold", "diagonal", "expand_as", "lift_fresh", "_to_copy", "clone", "copy_",
+         "contiguous", "empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like",
+         "full", "full_like", "arange", "new_empty", "new_zeros", "new_ones", "new_full",
+         "embedding", "embedding_dense_backward", "index_select", "gather", "cat", "stack",
+         "_log_softmax_backward_data_", "scalar_tensor", "empty_strided", "rand", "randn",
+         "bernoulli_", "native_dropout", "lift_fresh_copy", "isfinite", "isinf", "isnan",
+         "randint", "randint_like", "randperm", "normal_", "uniform_", "random_", "rand_like",
+         "randn_like",
+         "_local_scalar_dense", "item"}
+COPIES = {"_to_copy", "clone", "copy_", "contiguous", "embedding", "embedding_dense_backward",
+          "index_select", "gather", "cat", "stack"}  # bytes move; 0 FLOPs
+
+FORMULAS: dict[str, tuple[str, Callable]] = {
+    "mm": ("matmul", C.matmul), "bmm": ("matmul", C.matmul), "matmul": ("matmul", C.matmul),
+    "addmm": ("matmul", _addmm), "baddbmm": ("matmul", _baddbmm),
+    "_softmax": ("softmax", _softmax), "_log_softmax": ("log_softmax", _log_softmax),
+    "_softmax_backward_data": ("softmax", _softmax_backward),
+    "_log_softmax_backward_data": ("log_softmax", _log_softmax_backward),
+    "mean": ("mean", _mean), "native_layer_norm": ("layer_norm", _layer_norm),
+    "native_layer_norm_backward": ("layer_norm", _layer_norm_backward),
+    "nll_loss_forward": ("nll_loss", _nll_loss), "nll_loss_backward": ("nll_loss", _nll_loss),
+    "gelu": ("gelu", _gelu), "gelu_backward": ("gelu", _gelu_backward),
+    "tanh_backward": ("tanh", _k(3)), "sigmoid_backward": ("sigmoid", _k(3)),
+    "addcmul_": ("addcmul_", _k(2)), "addcdiv_": ("addcdiv_", _k(2)), "lerp_": ("lerp_", _k(3)),
+    "cumsum": ("cumsum", C.cumsum),
+}
+for _name in ELEMENTWISE:
+    FORMULAS.setdefault(_name, (_name, C.elementwise))
+for _name in TRANSCENDENTAL:
+    FORMULAS.setdefault(_name, (_name, C.transcendental))
+for _name in REDUCTION:
+    FORMULAS.setdefault(_name, (_name, C.reduction))
+for _name in VIEWS:
+    FORMULAS.setdefault(_name, (_name, C.free))
+
+
+def lookup(name: str) -> tuple[str, Callable, bool] | None:
+    """(billed name, cost formula, is a view) of an aten op, or None when flopgrad has no
+    formula for it.
+
+    >>> lookup("mm")[0], lookup("view")[2], lookup("cumprod")
+    ('matmul', True, None)
+    """
+    entry = FORMULAS.get(name)
+    if entry is None:
+        return None
+    return entry[0], entry[1], name in VIEWS and name not in COPIES

@@ -1,0 +1,218 @@
+"""flopgrad.torch.profile: the flopgrad Bill of ordinary PyTorch code.
+
+A TorchDispatchMode sees every aten op (forward, backward, optimizer) and appends one
+flopgrad ledger Event for it, costed by `flopgrad.torch.aten`'s table of the same formulas
+the native primitives use:
+- phase: "backward" while autograd runs a graph task, "optimizer" inside an optimizer step
+  (torch's global step hooks), "forward" otherwise;
+- scope: the innermost module (torch.utils.module_tracker), in forward and in backward;
+- role, in backward: "weight" (dW) when the op's output has the shape of an nn.Parameter
+  that the running autograd node accumulates into, else "input" (dX): read off the
+  autograd graph (`torch._C._current_autograd_node()`'s next functions);
+- saved tensors: `torch.autograd.graph.saved_tensors_hooks`, each once per storage, with
+  shape, dtype, bytes, scope and the user's line; tensors sharing a parameter's storage
+  are marked `leaf` (they are weights, not activations).
+Ops without a formula are billed as unknown and listed (`bill.unknown_ops()`).
+torch is imported only when this module is.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.module_tracker import ModuleTracker
+
+from flopgrad.ledger import Ledger, _user_frame
+from flopgrad.ops import Op
+from flopgrad.report import Bill
+from flopgrad.torch.aten import lookup
+
+_OPS: dict[str, Op] = {}
+
+
+def _op(name: str) -> Op:
+    """The flopgrad Op an aten op is billed as (one per aten name, cached)."""
+    op = _OPS.get(name)
+    if op is None:
+        found = lookup(name)
+        if found is None:
+            op = Op(name, forward=None, unknown_cost=True)
+        else:
+            billed, cost, view = found
+            op = Op(billed, forward=None, cost=cost, view=view, key=name)
+        _OPS[name] = op
+    return op
+
+
+_SKIP = {"_record_function_enter_new", "_record_function_exit", "_record_function_enter"}
+_THROUGH = {"TBackward0", "ViewBackward0", "UnsafeViewBackward0", "PermuteBackward0",
+            "TransposeBackward0", "ExpandBackward0", "ReshapeAliasBackward0"}
+
+
+def _forward_name(node_name: str) -> str:
+    """The billed name of the forward op an autograd node differentiates: AddmmBackward0 ->
+    addmm -> matmul, LogSoftmaxBackward0 -> log_softmax."""
+    base = node_name.rsplit("Backward", 1)[0]
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in base).lstrip("_")
+    for name in (snake, "_" + snake, snake.replace("_", "")):
+        found = lookup(name)
+        if found is not None:
+            return found[0]
+    return snake
+
+
+def _leaf_behind(fn):
+    """The leaf tensor an autograd edge accumulates into, through view-like nodes."""
+    for _ in range(8):
+        if fn is None:
+            return None
+        var = getattr(fn, "variable", None)
+        if var is not None:
+            return var
+        if type(fn).__name__ not in _THROUGH or not fn.next_functions:
+            return None
+        fn = fn.next_functions[0][0]
+    return None
+
+
+def _shape(x) -> tuple:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else ()
+
+
+class _Mode(TorchDispatchMode):
+    def __init__(self, ledger: Ledger, tracker: ModuleTracker, names: dict, params: set):
+        super().__init__()
+        self.ledger, self.tracker, self.names, self.params = ledger, tracker, names, params
+        self.phase = "forward"
+        self.saved_keys: set = set()
+
+    def scope(self) -> str:
+        parents = [p for p in self.tracker.parents if p != "Global"]
+        if not parents:
+            return ""
+        deepest = max(parents, key=lambda p: p.count("."))
+        root, _, rest = deepest.partition(".")
+        return rest if root in self.names else deepest
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        start = time.perf_counter_ns()
+        out = func(*args, **kwargs)
+        end = time.perf_counter_ns()
+        name = func.overloadpacket.__name__
+        if name in _SKIP:  # the profiler's own markers, not work
+            return out
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        first = outs[0] if outs else None
+        params = tuple(a for a in args if not isinstance(a, torch.Tensor)
+                       and isinstance(a, int | float | bool | str | list | tuple))
+        phase = ("backward" if torch._C._current_graph_task_id() != -1 else self.phase)
+        role = grad_of = None
+        if phase == "backward":
+            role, grad_of = self._role(first)
+        ev = (_op(name), tuple(tuple(t.shape) for t in tensors),
+              tuple(t.element_size() for t in tensors), _shape(first),
+              first.element_size() if first is not None else 0, params, phase, role,
+              grad_of, self.scope(), start, end, False, ())
+        self.ledger.events.append(ev)
+        return out
+
+    def _role(self, out) -> tuple:
+        node = torch._C._current_autograd_node()
+        if node is None or out is None:
+            return "input", None
+        forward = _forward_name(type(node).__name__)
+        shape = sorted(d for d in out.shape if d != 1)  # (1, n) and (n,) alike, W.T and W
+        for slot, (fn, _) in enumerate(node.next_functions):
+            var = _leaf_behind(fn)
+            if (isinstance(var, torch.nn.Parameter)
+                    and sorted(d for d in var.shape if d != 1) == shape):
+                return "weight", (forward, slot)
+        return "input", (forward, 0)
+
+    def pack(self, t: torch.Tensor):
+        key = t.untyped_storage()._cdata
+        shared = key in self.saved_keys
+        self.saved_keys.add(key)
+        nbytes = t.untyped_storage().nbytes()
+        leaf = key in self.params or (t.is_leaf and t.requires_grad)
+        entry = ["saved", "tensor", tuple(t.shape), t.dtype, 0 if shared else nbytes,
+                 t.numel() * t.element_size(), self.scope(), _user_frame(), leaf, shared, 1,
+                 "forward" if torch._C._current_graph_task_id() == -1 else "recompute"]
+        self.ledger._saved_raw.append(entry)
+        if not shared:
+            self.ledger.saved_bytes += nbytes
+            self.ledger.saved_bytes_peak = max(self.ledger.saved_bytes_peak,
+                                               self.ledger.saved_bytes)
+        return t
+
+
+class profile:
+    """Bill ordinary PyTorch code: `with flopgrad.torch.profile(model) as bill:` around its
+    forward, `loss.backward()` and `optimizer.step()` (CPU, meta or CUDA tensors).
+
+    >>> import torch, flopgrad.torch
+    >>> lin = torch.nn.Linear(8, 4)
+    >>> with flopgrad.torch.profile(lin) as bill:
+    ...     lin(torch.randn(16, 8)).sum().backward()
+    >>> bill.flops("forward", kind="tensor"), bill.flops("backward", role="weight", kind="tensor")
+    (1024, 1024)
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None):
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise TypeError(f"flopgrad.torch.profile: model must be a torch.nn.Module or "
+                            f"None, got {type(model).__name__}")
+        self.model = model
+        self.ledger = Ledger(memory=False, events=True)
+        self.bill = Bill(self.ledger)
+        names = {type(model).__name__} if model is not None else set()
+        params = ({p.untyped_storage()._cdata for p in model.parameters()}
+                  if model is not None else set())
+        self._tracker = ModuleTracker()
+        self._mode = _Mode(self.ledger, self._tracker, names, params)
+        self._hooks = None
+        self._saved = None
+
+    def __enter__(self) -> Bill:
+        mode = self._mode
+        ref = weakref.ref(mode)
+
+        def pre(optimizer, args, kwargs):
+            m = ref()
+            if m is not None:
+                m.phase = "optimizer"
+
+        def post(optimizer, args, kwargs):
+            m = ref()
+            if m is not None:
+                m.phase = "forward"
+
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        self._hooks = (register_optimizer_step_pre_hook(pre),
+                       register_optimizer_step_post_hook(post))
+        self.ledger.t0 = time.perf_counter_ns()
+        self.ledger.active = True
+        self._tracker.__enter__()
+        self._saved = torch.autograd.graph.saved_tensors_hooks(mode.pack, lambda t: t)
+        self._saved.__enter__()
+        mode.__enter__()
+        return self.bill
+
+    def __exit__(self, *exc) -> bool:
+        self._mode.__exit__(*exc)
+        self._saved.__exit__(*exc)
+        self._tracker.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
+        self.ledger.active = False
+        return False
