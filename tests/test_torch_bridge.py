@@ -102,3 +102,28 @@ def test_the_core_never_imports_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_convolution_against_flop_counter_mode_and_the_native_conv(groups):
+    """torch 2.13's FlopCounterMode bills a grouped convolution's weight gradient `groups`
+    times too high; flopgrad's count is the native conv's."""
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, groups=groups)
+    x = torch.randn(2, 8, 8, 8, requires_grad=True)
+    with fgt.profile(conv) as bill:
+        conv(x).sum().backward()
+    with FlopCounterMode(display=False) as counter:
+        conv(x).sum().backward()
+    counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    fwd = bill.flops("forward", kind="tensor")
+    dx = bill.flops("backward", role="input", kind="tensor")
+    dw = bill.flops("backward", role="weight", kind="tensor")
+    assert fwd == counts["aten.convolution"] == dx == dw
+    assert counts["aten.convolution_backward"] == dx + groups * dw
+    native_conv = fg.nn.Conv2d(8, 16, 3, padding=1, groups=groups)
+    xn = fg.randn(2, 8, 8, 8, requires_grad=True)
+    with fg.profile() as native:
+        native_conv(xn).sum().backward()
+    assert native.flops("forward", kind="tensor") == fwd
+    assert native.flops("backward", role="weight", kind="tensor") == dw
+    assert native.flops("backward", role="input", kind="tensor") == dx

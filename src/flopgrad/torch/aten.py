@@ -134,6 +134,37 @@ for _name in VIEWS:
     FORMULAS.setdefault(_name, (_name, C.free))
 
 
+def convolution(out, ins, params):
+    """input, weight[, bias]: 2 · prod(out) · (C_in/groups · kernel) tensor FLOPs (exactly
+    flopgrad's F.conv2d: unfold plus one batched matmul), a bias add prod(out) other."""
+    w = ins[1]
+    bias = _n(out) if len(ins) > 2 and ins[2] else 0
+    return Cost(2 * _n(out) * _n(w[1:]), bias, 0)
+
+
+def convolution_parts(grad_out: tuple, inp: tuple, weight: tuple, mask) -> list[tuple]:
+    """convolution_backward's work as (role, Cost) parts: dX and dW each cost the forward's
+    2 · prod(grad_out) · (C_in/groups · kernel) (torch 2.13's FlopCounterMode bills a grouped
+    conv's dW `groups` times higher), the bias gradient a sum over all but the channels.
+
+    >>> [(r, c.tensor) for r, c in convolution_parts((2, 8, 4, 4), (2, 3, 4, 4), (8, 3, 3, 3),
+    ...                                               [True, True, False])]
+    [('input', 13824), ('weight', 13824)]
+    """
+    flops = 2 * _n(grad_out) * _n(weight[1:])
+    parts = []
+    if mask[0]:
+        parts.append(("input", Cost(flops, 0, 0)))
+    if mask[1]:
+        parts.append(("weight", Cost(flops, 0, 0)))
+    if len(mask) > 2 and mask[2]:
+        parts.append(("weight", Cost(0, max(_n(grad_out) - grad_out[1], 0), 0)))
+    return parts
+
+
+FORMULAS["convolution"] = ("matmul", convolution)
+
+
 def lookup(name: str) -> tuple[str, Callable, bool] | None:
     """(billed name, cost formula, is a view) of an aten op, or None when flopgrad has no
     formula for it.

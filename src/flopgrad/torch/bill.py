@@ -29,9 +29,10 @@ from torch.utils.module_tracker import ModuleTracker
 from flopgrad.ledger import Ledger, _user_frame
 from flopgrad.ops import Op
 from flopgrad.report import Bill
-from flopgrad.torch.aten import lookup
+from flopgrad.torch.aten import convolution_parts, lookup
 
 _OPS: dict[str, Op] = {}
+_PART_OPS: dict = {}  # convolution_backward's parts, one Op per cost
 
 
 def _op(name: str) -> Op:
@@ -112,6 +113,9 @@ class _Mode(TorchDispatchMode):
         params = tuple(a for a in args if not isinstance(a, torch.Tensor)
                        and isinstance(a, int | float | bool | str | list | tuple))
         phase = ("backward" if torch._C._current_graph_task_id() != -1 else self.phase)
+        if name == "convolution_backward":  # dX and dW in one aten op: one event each
+            self._convolution_backward(args, tensors, outs, phase, start, end)
+            return out
         role = grad_of = None
         if phase == "backward":
             role, grad_of = self._role(first)
@@ -121,6 +125,21 @@ class _Mode(TorchDispatchMode):
               grad_of, self.scope(), start, end, False, ())
         self.ledger.events.append(ev)
         return out
+
+    def _convolution_backward(self, args, tensors, outs, phase, start, end) -> None:
+        grad_out, inp, weight = (tuple(t.shape) for t in args[:3])
+        mask = args[-1]
+        parts = convolution_parts(grad_out, inp, weight, mask)
+        grads = [o for o, m in zip(outs, [m for m in mask if m], strict=False)]
+        for (role, cost), grad in zip(parts, grads, strict=False):
+            op = _PART_OPS.setdefault(cost, Op("matmul" if cost.tensor else "sum",
+                                               forward=None, cost=lambda o, i, p, c=cost: c,
+                                               key="convolution_backward"))
+            self.ledger.events.append(
+                (op, tuple(tuple(t.shape) for t in tensors),
+                 tuple(t.element_size() for t in tensors), tuple(grad.shape),
+                 grad.element_size(), (), phase, role, ("matmul", 1 if role == "weight" else 0),
+                 self.scope(), start, end, False, ()))
 
     def _role(self, out) -> tuple:
         node = torch._C._current_autograd_node()
