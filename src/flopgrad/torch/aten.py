@@ -165,6 +165,36 @@ def convolution_parts(grad_out: tuple, inp: tuple, weight: tuple, mask) -> list[
 FORMULAS["convolution"] = ("matmul", convolution)
 
 
+def attention(out, ins, params):
+    """Fused scaled-dot-product attention on q (b, h, s_q, d), k (b, h, s_k, d), v: QKᵀ and
+    the product with V, 4·b·h·s_q·s_k·d tensor FLOPs; the scale and softmax on the scores
+    (6 per score) other, as flopgrad's composite attention costs."""
+    q, k = ins[0], ins[1]
+    scores = _n(q[:-1]) * k[-2]
+    return Cost(4 * scores * q[-1], 6 * scores, scores)
+
+
+def attention_backward(out, ins, params):
+    """The fused kernel's backward as it runs: QKᵀ recomputed, then dV, dP, dQ and dK,
+    10·b·h·s_q·s_k·d tensor FLOPs (FlopCounterMode's formula), the softmax backward (4 per
+    score) other. flopgrad's own attention saves the scores and does not recompute them."""
+    q, k = ins[1], ins[2]  # grad_out, q, k, v, ...
+    scores = _n(q[:-1]) * k[-2]
+    return Cost(10 * scores * q[-1], 4 * scores, 0)
+
+
+for _name in ("_scaled_dot_product_flash_attention_for_cpu",
+              "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+              "_scaled_dot_product_cudnn_attention"):
+    FORMULAS[_name] = ("attention", attention)
+    FORMULAS[_name + "_backward"] = ("attention", attention_backward)
+FORMULAS["_safe_softmax"] = ("softmax", _softmax)
+FORMULAS["silu_backward"] = ("silu", _k(4, 1))  # g · s · (1 + x (1 - s)), s = sigmoid(x)
+for _name in ("constant_pad_nd", "slice_backward", "select_backward", "tril", "triu",
+              "masked_fill_", "index", "index_put", "scatter", "_unsafe_index"):
+    FORMULAS.setdefault(_name, (_name, C.free))
+
+
 def lookup(name: str) -> tuple[str, Callable, bool] | None:
     """(billed name, cost formula, is a view) of an aten op, or None when flopgrad has no
     formula for it.
