@@ -1,11 +1,14 @@
 """`flopgrad bill`: the exact bill of one training step of a GPT of any size, counted on
-meta tensors, with its memory and the published formulas beside it. The numbers come from
-flopgrad.planning; this module prints them."""
+meta tensors, with its memory and the published formulas beside it; or, with `--torch
+FILE.py:FUNCTION`, of one training step of your own PyTorch model. The numbers come from
+flopgrad.planning and flopgrad.torch.step (torch imported only with --torch); this module
+prints them."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 
 from flopgrad.cli._args import (
@@ -33,7 +36,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """The `bill` command and its options."""
     count = whole(1)
     bl = subparsers.add_parser("bill", help="exact FLOPs and memory of one training step of a "
-                                            "GPT of any size (meta tensors: nothing is allocated)")
+                                            "GPT of any size (meta tensors: nothing is "
+                                            "allocated), or of your own PyTorch model "
+                                            "(--torch FILE.py:FUNCTION)")
+    bl.add_argument("--torch", metavar="FILE.py:FUNCTION", default=None,
+                    help="bill one training step of your own PyTorch model instead: "
+                         "FUNCTION() returns (model, batch); the forward is model(batch), "
+                         "model(*batch) for a tuple, model(**batch) for a dict; the loss is "
+                         "a 0-d output, else output.loss (Hugging Face, given labels), else "
+                         "the first element of a tuple or dict, else output.float().mean(); "
+                         "then loss.backward() and one AdamW step (needs flopgrad[torch])")
     bl.add_argument("model", nargs="?", help="a preset: gpt2, gpt2-xl, gpt3-175b, "
                                              "llama-7b-style, ... (or give all the sizes); "
                                              "sizes given with a preset override its own")
@@ -41,7 +53,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                            "each one given overrides the preset's")
     for k in _SIZES:
         sizes.add_argument(f"--{k.replace('_', '-')}", type=count)
-    bl.add_argument("--batch", type=count, default=1)
+    bl.add_argument("--batch", type=count, default=None, help="sequences per step "
+                                                                "(default 1)")
     bl.add_argument("--depth", type=count, default=3, help="scope depth of the table")
     add_checkpoint_options(bl)
     bl.add_argument("--html", metavar="PATH", type=save_path, default=None,
@@ -62,7 +75,12 @@ def _config_from_args(args: argparse.Namespace) -> GPTConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The exact bill of one training step of a GPT, counted on meta tensors."""
+    """The exact bill of one training step of a GPT, counted on meta tensors (or of the
+    model that --torch names)."""
+    if args.torch is not None:
+        return _run_torch(args)
+    if args.batch is None:
+        args.batch = 1
     cfg = _config_from_args(args)
     check_checkpoint_options(args)
     start = time.perf_counter()
@@ -114,3 +132,62 @@ def _print_checkpointing(cfg: GPTConfig, args: argparse.Namespace, bill, plan) -
           f"(+{100 * recompute / max(base.flops(), 1):.1f}%: {human(recompute)} recomputed)")
     if plan is not None:
         print(plan.table())
+
+
+def _refuse_preset_options(args: argparse.Namespace) -> None:
+    """--torch bills the model and batch the function returns: preset options are refused."""
+    given = [f"the preset {args.model}"] if args.model else []
+    given += [f"--{k.replace('_', '-')}" for k in _SIZES if getattr(args, k) is not None]
+    given += ["--batch"] if args.batch is not None else []
+    given += ["--checkpoint"] if args.checkpoint != "none" else []
+    given += ["--memory-budget"] if args.memory_budget is not None else []
+    if given:
+        listed = (given[0] if len(given) == 1
+                  else ", ".join(given[:-1]) + " and " + given[-1])
+        raise ValueError(f"--torch bills the model and batch that FUNCTION returns: drop "
+                         f"{listed} ({'it is' if len(given) == 1 else 'they are'} for "
+                         f"presets)")
+
+
+def _run_torch(args: argparse.Namespace) -> int:
+    """`flopgrad bill --torch FILE.py:FUNCTION`: the tables of a preset for one AdamW step
+    of the model FUNCTION returns, on the batch it returns."""
+    _refuse_preset_options(args)
+    try:
+        from flopgrad.torch.step import step_report
+    except ImportError as err:
+        raise ValueError(f'--torch needs PyTorch, which cannot be imported ({err}): '
+                         f'pip install "flopgrad[torch]"') from None
+    step = step_report(args.torch)
+    bill, hb = step.bill, human_bytes
+    trainable = f" ({step.trainable:,} trainable)" if step.trainable != step.params else ""
+    print(f"{args.torch}: {step.model_class}, {step.params:,} parameters{trainable} "
+          f"({step.dtypes}); one AdamW step on a batch of {step.batch} ({step.device} "
+          f"tensors, counted in {step.seconds:.2f} s)\n")
+    show_table(bill, by="layer", depth=args.depth, rules=False)
+    print(f"\nexact FLOPs: forward {bill.flops('forward'):,}, backward "
+          f"{bill.flops('backward'):,} (dX {bill.flops('backward', role='input'):,}, dW "
+          f"{bill.flops('backward', role='weight'):,}), optimizer {bill.flops('optimizer'):,}; "
+          f"tensor (matmul/conv) forward {bill.flops('forward', kind='tensor'):,}, backward "
+          f"{bill.flops('backward', kind='tensor'):,}")
+    buffers = f" (+ buffers {hb(step.buffers)})" if step.buffers else ""
+    print(f"\nmemory (as run, measured on the step): weights {hb(step.weights)}{buffers}, "
+          f"gradients {hb(step.gradients)}, AdamW state {hb(step.optimizer_state)}, "
+          f"activations saved for backward {hb(step.activations)}; "
+          + (f"peak {hb(bill.peak_bytes)} in this step" if bill.memory and bill.peak_bytes
+             else "the peak is not in this bill (it counts the ops' tensors, not torch's "
+                  "allocator)"))
+    unknown = bill.unknown_ops()
+    if unknown:
+        print(f"\nUNKNOWN COST: {len(unknown)} aten op(s) have no formula and are billed as "
+              f"0 FLOPs, so the totals are low by their cost: {', '.join(unknown)}")
+        print(f"flopgrad bill: warning: {len(unknown)} aten op(s) billed as 0 FLOPs (no "
+              f"formula): {', '.join(unknown)}", file=sys.stderr)
+    tokens = f" and {step.tokens:,} tokens" if step.tokens else ""
+    print(f"\nrules of thumb checked on this step ({step.params:,} parameters{tokens}):")
+    for rule in bill.rules(params=step.params, tokens=step.tokens):
+        print(f"  - {rule}")
+    if args.html:
+        bill.to_html(args.html, f"flopgrad bill --torch {args.torch}", depth=args.depth)
+        print(f"\nwrote {args.html}")
+    return 0
