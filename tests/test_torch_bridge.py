@@ -127,3 +127,148 @@ def test_convolution_against_flop_counter_mode_and_the_native_conv(groups):
     assert native.flops("forward", kind="tensor") == fwd
     assert native.flops("backward", role="weight", kind="tensor") == dw
     assert native.flops("backward", role="input", kind="tensor") == dx
+
+
+def _storages_alive() -> dict:
+    """Every torch storage reachable from a Python object now (the gc's view, independent of
+    the bridge's weak references): key -> bytes."""
+    import gc
+
+    from flopgrad.torch.memory import Saved
+
+    found = {}
+    for obj in gc.get_objects():
+        t = obj.tensor if type(obj) is Saved else obj
+        if type(t) in (torch.Tensor, torch.nn.Parameter) and t.device.type == "cpu":
+            s = t.untyped_storage()
+            found[s._cdata] = s.nbytes()
+    return found
+
+
+def test_live_bytes_equal_the_storages_the_gc_finds():
+    torch.manual_seed(0)
+    model = _torch_mlp()
+    opt = torch.optim.Adam(model.parameters())
+    x, y = torch.randn(32, 784), torch.randint(0, 10, (32,))
+    before = _storages_alive()
+    params = sum(p.numel() * 4 for p in model.parameters())
+    seen = []
+    with fgt.profile(model) as bill:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        made = {k: n for k, n in _storages_alive().items() if k not in before}
+        seen.append((bill.live_bytes, params + sum(made.values())))
+        loss.backward()
+        del loss
+        made = {k: n for k, n in _storages_alive().items() if k not in before}
+        seen.append((bill.live_bytes, params + sum(made.values())))
+        opt.step()
+    for ours, gc_view in seen:
+        assert ours == gc_view
+    m = bill.memory_breakdown()
+    assert m["live"] == {"parameters": params, "gradients": params,
+                         "optimizer_state": 2 * params, "activations": 0}  # Adam: m and v
+    peak = max(bill.timeline(), key=lambda r: r["live_bytes"])
+    assert peak["live_bytes"] == bill.peak_bytes
+    parts = ("parameters", "gradients", "optimizer_state", "saved_activations", "temporaries")
+    assert sum(peak[k] for k in parts) == peak["live_bytes"]
+    assert bill.saved_bytes == 0  # backward freed what the forward saved
+
+
+def test_torch_checkpoint_is_billed_as_recompute():
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    blocks = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(64, 64),
+                                                       torch.nn.Tanh()) for _ in range(4)])
+    x = torch.randn(32, 64, requires_grad=True)
+    bills, grads = [], []
+    for use in (False, True):
+        h = x
+        with fgt.profile(blocks) as bill:
+            for b in blocks:
+                h = checkpoint(b, h, use_reentrant=False) if use else b(h)
+            h.sum().backward()
+        bills.append(bill)
+        grads.append([p.grad.clone() for p in blocks.parameters()])
+        blocks.zero_grad()
+        x.grad = None
+    plain, ckpt = bills
+    per_block = 2 * 32 * 64 * 64 + 32 * 64  # the matmul and the bias add; tanh other
+    assert ckpt.flops("recompute", kind="tensor") == plain.flops("forward", kind="tensor") \
+        == 4 * 2 * 32 * 64 * 64
+    assert ckpt.flops("recompute") == plain.flops("forward") - (32 * 64 - 1)  # not the sum
+    assert ckpt.flops("recompute", scope="2") == per_block + 32 * 64
+    assert ckpt.flops("backward") == plain.flops("backward")
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert ckpt.saved_bytes_peak < plain.saved_bytes_peak
+
+
+def test_the_html_report_and_exports_work_on_a_bridge_bill(tmp_path):
+    model = _torch_mlp()
+    with fgt.profile(model) as bill:
+        torch.nn.functional.cross_entropy(model(torch.randn(8, 784)),
+                                          torch.randint(0, 10, (8,))).backward()
+    path = tmp_path / "bill.html"
+    bill.to_html(str(path), "torch MLP")
+    page = path.read_text()
+    assert "<svg" in page and "Memory over the step" in page and "no memory timeline" not in page
+    assert bill.to_dict()["totals"]["forward"]["tensor"] == bill.flops("forward", kind="tensor")
+    assert "memory: peak live" in bill.table()
+
+
+_DDP = '''
+import json, os, sys, torch, torch.distributed as dist
+import flopgrad.torch as fgt
+
+def main(rank, port, out):
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = torch.nn.parallel.DistributedDataParallel(net)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(1 + rank)
+    x, y = torch.randn(16, 32), torch.randint(0, 10, (16,))
+    with fgt.profile(model) as bill:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    result = dict(communication=bill.bytes("communication"),
+                  parameters=sum(p.numel() * p.element_size() for p in net.parameters()),
+                  scopes=sorted(r.key for r in bill.rows("scope")),
+                  forward=bill.flops("forward", kind="tensor"),
+                  dw=bill.flops("backward", role="weight", kind="tensor"),
+                  weight=net[0].weight.detach().sum().item())
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(result, f)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    import socket
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    torch.multiprocessing.spawn(main, args=(port, sys.argv[1]), nprocs=2)
+'''
+
+
+def test_a_ddp_step_on_gloo_bills_the_all_reduce_as_communication(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available here")
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP)
+    out = tmp_path / "rank"
+    run = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ranks = [json.loads((tmp_path / f"rank.{r}").read_text()) for r in range(2)]
+    for r in ranks:
+        assert r["parameters"] == 4 * (32 * 64 + 64 + 64 * 10 + 10)
+        assert r["communication"] == r["parameters"]  # every gradient byte all-reduced
+        assert {"0", "2"} <= set(r["scopes"])  # the module's scopes, not "module.0"
+        assert r["forward"] == 2 * 16 * (32 * 64 + 64 * 10)
+        assert r["dw"] == r["forward"]
+    assert ranks[0]["weight"] == ranks[1]["weight"]  # the step was data parallel

@@ -25,7 +25,7 @@ from flopgrad.backend import MetaArray, shares_buffer
 from flopgrad.dispatch import mode, override
 from flopgrad.hooks import Listener, add_listener, remove_listener
 
-PHASES = ("forward", "backward", "recompute", "optimizer")
+PHASES = ("forward", "backward", "recompute", "optimizer", "communication")
 # what a live array is, for the memory breakdown; "activations" is every other array an op
 # or a factory made (of which the part saved for backward is saved_bytes' share)
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations")

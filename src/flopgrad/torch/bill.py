@@ -11,7 +11,12 @@ the native primitives use:
   autograd graph (`torch._C._current_autograd_node()`'s next functions);
 - saved tensors: `torch.autograd.graph.saved_tensors_hooks`, each once per storage, with
   shape, dtype, bytes, scope and the user's line; tensors sharing a parameter's storage
-  are marked `leaf` (they are weights, not activations).
+  are marked `leaf` (they are weights, not activations);
+- memory: live bytes per storage by category, their peak and timeline
+  (flopgrad.torch.memory);
+- "recompute" for the forward ops torch.utils.checkpoint re-runs in backward, and
+  "communication" for torch.distributed's collectives (DDP's gradient all-reduce), billed
+  by the bytes of the tensors they reduce.
 Ops without a formula are billed as unknown and listed (`bill.unknown_ops()`).
 torch is imported only when this module is.
 """
@@ -30,6 +35,7 @@ from flopgrad.ledger import Ledger, _user_frame
 from flopgrad.ops import Op
 from flopgrad.report import Bill
 from flopgrad.torch.aten import convolution_parts, lookup
+from flopgrad.torch.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER_STATE, PARAMETERS, StorageMemory
 
 _OPS: dict[str, Op] = {}
 _PART_OPS: dict = {}  # convolution_backward's parts, one Op per cost
@@ -47,6 +53,26 @@ def _op(name: str) -> Op:
             op = Op(billed, forward=None, cost=cost, view=view, key=name)
         _OPS[name] = op
     return op
+
+
+_ALIASES: dict = {}  # aten overload -> whether its outputs alias an input (views, in-place)
+_COLLECTIVES = {"c10d", "_c10d_functional"}
+
+
+def _aliases(func) -> bool:
+    found = _ALIASES.get(func)
+    if found is None:
+        found = _ALIASES[func] = any(r.alias_info is not None for r in func._schema.returns)
+    return found
+
+
+def _phase_in_graph_task() -> str:
+    """"recompute" while torch.utils.checkpoint re-runs a forward inside backward (its
+    recomputation hook is the innermost saved-tensors hook), else "backward"."""
+    hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    if hooks is not None and "_recomputation_hook" in getattr(hooks[0], "__qualname__", ""):
+        return "recompute"
+    return "backward"
 
 
 _SKIP = {"_record_function_enter_new", "_record_function_exit", "_record_function_enter"}
@@ -88,8 +114,13 @@ class _Mode(TorchDispatchMode):
     def __init__(self, ledger: Ledger, tracker: ModuleTracker, names: dict, params: set):
         super().__init__()
         self.ledger, self.tracker, self.names, self.params = ledger, tracker, names, params
-        self.phase = "forward"
+        self.phase = "forward"  # outside a graph task
+        self.now, self.where = "forward", ""  # the phase and scope of the op running last
+        self.scope_of_node: dict[int, str] = {}  # autograd node sequence number -> scope
+        self.last_seq = -1
         self.saved_keys: set = set()
+        self.wrapped = False
+        self.memory = StorageMemory(ledger, lambda: (self.now, self.where))
 
     def scope(self) -> str:
         parents = [p for p in self.tracker.parents if p != "Global"]
@@ -97,7 +128,11 @@ class _Mode(TorchDispatchMode):
             return ""
         deepest = max(parents, key=lambda p: p.count("."))
         root, _, rest = deepest.partition(".")
-        return rest if root in self.names else deepest
+        if root not in self.names:
+            return deepest
+        if self.wrapped:  # DDP's or DataParallel's module: its scopes, not "module.*"
+            rest = "" if rest == "module" else rest.removeprefix("module.")
+        return rest
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -112,21 +147,54 @@ class _Mode(TorchDispatchMode):
         first = outs[0] if outs else None
         params = tuple(a for a in args if not isinstance(a, torch.Tensor)
                        and isinstance(a, int | float | bool | str | list | tuple))
-        phase = ("backward" if torch._C._current_graph_task_id() != -1 else self.phase)
-        if name == "convolution_backward":  # dX and dW in one aten op: one event each
-            self._convolution_backward(args, tensors, outs, phase, start, end)
+        if func.namespace in _COLLECTIVES:
+            self.now, self.where = "communication", self.scope()
+            self._communication(name, tensors, start, end)
             return out
         role = grad_of = None
-        if phase == "backward":
-            role, grad_of = self._role(first)
+        if torch._C._current_graph_task_id() == -1:
+            phase = self.phase
+            scope = "optimizer" if phase == "optimizer" else self.scope()  # as natively
+            seq = torch._C._autograd._get_sequence_nr()
+            if seq != self.last_seq:  # the op made an autograd node, numbered seq - 1
+                self.scope_of_node[seq - 1] = scope
+                self.last_seq = seq
+        else:
+            phase = _phase_in_graph_task()
+            node = torch._C._current_autograd_node()
+            scope = None
+            if phase == "backward":
+                if node is not None:  # where the forward op this node differentiates ran
+                    scope = self.scope_of_node.get(node._sequence_nr())
+                if first is not None:
+                    role, grad_of = self._role(node, first, tensors)
+            if scope is None:
+                scope = self.scope()
+        self.now, self.where = phase, scope
+        if not _aliases(func):
+            for o in outs:
+                self.memory.track(o, ACTIVATIONS)
+        if name == "convolution_backward":  # dX and dW in one aten op: one event each
+            self._convolution_backward(args, tensors, outs, phase, scope, start, end)
+            return out
         ev = (_op(name), tuple(tuple(t.shape) for t in tensors),
               tuple(t.element_size() for t in tensors), _shape(first),
               first.element_size() if first is not None else 0, params, phase, role,
-              grad_of, self.scope(), start, end, False, ())
+              grad_of, scope, start, end, False, ())
         self.ledger.events.append(ev)
         return out
 
-    def _convolution_backward(self, args, tensors, outs, phase, start, end) -> None:
+    def _communication(self, name: str, tensors: list, start: int, end: int) -> None:
+        """A collective: its bytes are the tensors it reduces, gathers or sends."""
+        op = _OPS.get(("communication", name))
+        if op is None:
+            op = _OPS[("communication", name)] = Op(name, forward=None, key=name)
+        self.ledger.events.append(
+            (op, tuple(tuple(t.shape) for t in tensors),
+             tuple(t.element_size() for t in tensors), (), 0, (), "communication", None, None,
+             self.scope(), start, end, False, ()))
+
+    def _convolution_backward(self, args, tensors, outs, phase, scope, start, end) -> None:
         grad_out, inp, weight = (tuple(t.shape) for t in args[:3])
         mask = args[-1]
         parts = convolution_parts(grad_out, inp, weight, mask)
@@ -139,11 +207,13 @@ class _Mode(TorchDispatchMode):
                 (op, tuple(tuple(t.shape) for t in tensors),
                  tuple(t.element_size() for t in tensors), tuple(grad.shape),
                  grad.element_size(), (), phase, role, ("matmul", 1 if role == "weight" else 0),
-                 self.scope(), start, end, False, ()))
+                 scope, start, end, False, ()))
 
-    def _role(self, out) -> tuple:
-        node = torch._C._current_autograd_node()
-        if node is None or out is None:
+    def _role(self, node, out, tensors) -> tuple:
+        """dW when out has the shape of a parameter the node accumulates into and the op
+        does not read that parameter (dX = g·W reads W; dW = gᵀ·X does not: this tells
+        them apart when X's gradient has W's shape)."""
+        if node is None:
             return "input", None
         forward = _forward_name(type(node).__name__)
         shape = sorted(d for d in out.shape if d != 1)  # (1, n) and (n,) alike, W.T and W
@@ -151,24 +221,41 @@ class _Mode(TorchDispatchMode):
             var = _leaf_behind(fn)
             if (isinstance(var, torch.nn.Parameter)
                     and sorted(d for d in var.shape if d != 1) == shape):
+                key = var.untyped_storage()._cdata
+                if any(t.untyped_storage()._cdata == key for t in tensors):
+                    break
                 return "weight", (forward, slot)
         return "input", (forward, 0)
 
     def pack(self, t: torch.Tensor):
-        key = t.untyped_storage()._cdata
+        storage = t.untyped_storage()
+        key = storage._cdata
         shared = key in self.saved_keys
         self.saved_keys.add(key)
-        nbytes = t.untyped_storage().nbytes()
+        nbytes = storage.nbytes()
         leaf = key in self.params or (t.is_leaf and t.requires_grad)
         entry = ["saved", "tensor", tuple(t.shape), t.dtype, 0 if shared else nbytes,
                  t.numel() * t.element_size(), self.scope(), _user_frame(), leaf, shared, 1,
                  "forward" if torch._C._current_graph_task_id() == -1 else "recompute"]
         self.ledger._saved_raw.append(entry)
-        if not shared:
-            self.ledger.saved_bytes += nbytes
-            self.ledger.saved_bytes_peak = max(self.ledger.saved_bytes_peak,
-                                               self.ledger.saved_bytes)
-        return t
+        return self.memory.save(t, key)
+
+    def accumulated(self, param: torch.Tensor) -> None:
+        """A parameter's .grad was accumulated: its storage is a gradient from now on."""
+        if param.grad is not None:
+            self.memory.track(param.grad, GRADIENTS)
+
+    def stepping(self) -> None:
+        self.phase = self.now = "optimizer"
+        self.step_start = len(self.ledger.timeline)
+
+    def stepped(self, optimizer) -> None:
+        """After an optimizer step: its state tensors are optimizer state (from when the
+        step made them)."""
+        state = [v for s in optimizer.state.values() for v in s.values()
+                 if isinstance(v, torch.Tensor) and v.numel() > 1]
+        self.memory.refile(state, OPTIMIZER_STATE, self.step_start)
+        self.phase = self.now = "forward"
 
 
 class profile:
@@ -188,14 +275,25 @@ class profile:
             raise TypeError(f"flopgrad.torch.profile: model must be a torch.nn.Module or "
                             f"None, got {type(model).__name__}")
         self.model = model
-        self.ledger = Ledger(memory=False, events=True)
+        self.ledger = Ledger(memory=True, events=True)
         self.bill = Bill(self.ledger)
-        names = {type(model).__name__} if model is not None else set()
-        params = ({p.untyped_storage()._cdata for p in model.parameters()}
-                  if model is not None else set())
+        names, self._params = set(), []
+        if model is not None:
+            names = {type(model).__name__}
+            self._params = list(model.parameters())
+        params = {p.untyped_storage()._cdata for p in self._params}
         self._tracker = ModuleTracker()
+        known = getattr(self._tracker, "_known_modules", None)
+        if model is not None and known is not None:
+            # the model's own paths, also for a submodule called directly (a checkpointed
+            # block): the tracker would name it by its class
+            root = type(model).__name__
+            for path, module in model.named_modules():
+                known[module] = f"{root}.{path}" if path else root
         self._mode = _Mode(self.ledger, self._tracker, names, params)
-        self._hooks = None
+        self._mode.wrapped = isinstance(model, torch.nn.DataParallel | torch.nn.parallel
+                                        .DistributedDataParallel)
+        self._hooks: list = []
         self._saved = None
 
     def __enter__(self) -> Bill:
@@ -205,24 +303,35 @@ class profile:
         def pre(optimizer, args, kwargs):
             m = ref()
             if m is not None:
-                m.phase = "optimizer"
+                m.stepping()
 
         def post(optimizer, args, kwargs):
             m = ref()
             if m is not None:
-                m.phase = "forward"
+                m.stepped(optimizer)
+
+        def accumulated(param):
+            m = ref()
+            if m is not None:
+                m.accumulated(param)
 
         from torch.optim.optimizer import (
             register_optimizer_step_post_hook,
             register_optimizer_step_pre_hook,
         )
 
-        self._hooks = (register_optimizer_step_pre_hook(pre),
-                       register_optimizer_step_post_hook(post))
+        self._hooks = [register_optimizer_step_pre_hook(pre),
+                       register_optimizer_step_post_hook(post)]
         self.ledger.t0 = time.perf_counter_ns()
         self.ledger.active = True
+        for p in self._params:
+            mode.memory.track(p, PARAMETERS)
+            if p.grad is not None:
+                mode.memory.track(p.grad, GRADIENTS)
+            if p.requires_grad:
+                self._hooks.append(p.register_post_accumulate_grad_hook(accumulated))
         self._tracker.__enter__()
-        self._saved = torch.autograd.graph.saved_tensors_hooks(mode.pack, lambda t: t)
+        self._saved = torch.autograd.graph.saved_tensors_hooks(mode.pack, _unpack)
         self._saved.__enter__()
         mode.__enter__()
         return self.bill
@@ -235,3 +344,7 @@ class profile:
             h.remove()
         self.ledger.active = False
         return False
+
+
+def _unpack(saved):
+    return saved.tensor
