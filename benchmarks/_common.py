@@ -116,6 +116,19 @@ def calibrate(fn, seconds: float, warmup: int = 3) -> int:
     return max(1, round(seconds / max(one, 1e-9)))
 
 
+def cprofile_stats(fn, n: int):
+    """cProfile of n calls of fn: the pstats.Stats (total_tt, total_calls, print_stats)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        fn()
+    prof.disable()
+    return pstats.Stats(prof)
+
+
 def paired_ratio(a: list, b: list) -> tuple:
     """Geometric mean of the per-round ratios a[i] / b[i] and its ~95% confidence interval
     (mean of the log ratios +- 2 standard errors): (ratio, low, high)."""

@@ -34,7 +34,7 @@ import math
 import statistics
 
 import numpy as np
-from _common import calibrate, interleaved, numpy_blas_threads, print_setup
+from _common import calibrate, cprofile_stats, interleaved, numpy_blas_threads, print_setup
 
 import flopgrad as fg
 from flopgrad.nn import functional as F
@@ -390,18 +390,10 @@ def check(name: str, impls: dict) -> str:
 
 def cprofile(names, top: int = 25, seconds: float = 2.0) -> None:
     """cProfile about `seconds` of flopgrad steps per shape; top lines by own time."""
-    import cProfile
-    import pstats
-
     for name in names:
         step, _ = flopgrad_step(name)
         n = calibrate(step, seconds)
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(n):
-            step()
-        prof.disable()
-        stats = pstats.Stats(prof)
+        stats = cprofile_stats(step, n)
         print(f"\n=== cProfile: flopgrad {label(name)}, {n} steps, "
               f"{stats.total_tt / n * 1e3:.3f} ms per step under the profiler, "
               f"{stats.total_calls / n:.0f} calls per step; top {top} by tottime ===")
