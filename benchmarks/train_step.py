@@ -105,76 +105,18 @@ def flopgrad_step(name: str, seed: int = 0):
 # ---------------------------------------------------------------- PyTorch eager
 
 def torch_models():
-    import torch
-    from torch import nn
+    """(TorchMLP, TorchGPT): flopgrad.torch.twins' MLP and GPT, the GPT built from
+    GPTConfig's fields and returning the cross-entropy."""
+    from flopgrad.torch import twins
 
-    class TorchMLP(nn.Module):
-        def __init__(self, sizes):
-            super().__init__()
-            for k in range(len(sizes) - 1):
-                setattr(self, f"fc{k + 1}", nn.Linear(sizes[k], sizes[k + 1]))
-            self.n = len(sizes) - 1
-
-        def forward(self, x):
-            for k in range(self.n):
-                x = getattr(self, f"fc{k + 1}")(x)
-                if k < self.n - 1:
-                    x = torch.relu(x)
-            return x
-
-    class Attention(nn.Module):
-        def __init__(self, d, n_head):
-            super().__init__()
-            self.n_head = n_head
-            self.c_attn = nn.Linear(d, 3 * d)
-            self.c_proj = nn.Linear(d, d)
-
-        def forward(self, x):
-            b, t, d = x.shape
-            q, k, v = self.c_attn(x).split(d, dim=2)
-            q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2)
-                       for z in (q, k, v))
-            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
-
-    class MLPBlock(nn.Module):
-        def __init__(self, d):
-            super().__init__()
-            self.c_fc = nn.Linear(d, 4 * d)
-            self.c_proj = nn.Linear(4 * d, d)
-
-        def forward(self, x):
-            return self.c_proj(nn.functional.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(nn.Module):
-        def __init__(self, d, n_head):
-            super().__init__()
-            self.ln_1 = nn.LayerNorm(d)
-            self.attn = Attention(d, n_head)
-            self.ln_2 = nn.LayerNorm(d)
-            self.mlp = MLPBlock(d)
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class TorchGPT(nn.Module):
-        def __init__(self, n_layer, n_head, d_model, ctx, vocab, **_):
-            super().__init__()
-            self.wte = nn.Embedding(vocab, d_model)
-            self.wpe = nn.Embedding(ctx, d_model)
-            self.blocks = nn.ModuleList([Block(d_model, n_head) for _ in range(n_layer)])
-            self.ln_f = nn.LayerNorm(d_model)
+    class TorchGPT(twins.GPT):
+        def __init__(self, **cfg):
+            super().__init__(fg.models.GPTConfig(**cfg))
 
         def forward(self, idx, targets):
-            b, t = idx.shape
-            x = self.wte(idx) + self.wpe(torch.arange(t))
-            for block in self.blocks:
-                x = block(x)
-            logits = self.ln_f(x) @ self.wte.weight.T  # tied embeddings
-            return nn.functional.cross_entropy(logits.reshape(b * t, -1), targets.reshape(-1))
+            return super().forward(idx, targets)[1]
 
-    return TorchMLP, TorchGPT
+    return twins.MLP, TorchGPT
 
 
 def torch_step(name: str, init: dict, seed: int = 0):

@@ -142,8 +142,9 @@ def test_step_report_measures_weights_gradients_and_adamw_state(tmp_path):
     assert (step.model_class, step.params, step.trainable) == ("Net", n, n)
     assert step.weights == step.gradients == 4 * n
     assert step.optimizer_state == 2 * 4 * n + 4 * 4  # exp_avg, exp_avg_sq, 4 step counts
-    # saved for backward: fc1's input, relu's output (fc2's input shares it), and no weight
-    assert step.activations == 4 * (8 * 64 + 8 * 32)
+    # saved for backward and made by the step: relu's output (fc2's input shares it); not
+    # fc1's input (the batch) and no weight
+    assert step.activations == 4 * 8 * 32
     assert step.tokens is None and step.batch == "(8, 64) float32"
 
 

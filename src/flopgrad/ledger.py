@@ -399,6 +399,8 @@ class Ledger(Listener):
                     self.recomputed_saved_bytes += root.nbytes
             keys.append(key)
             # a tuple now, a dict when asked for (saved_entries): this runs for every node
+            # a view of a weight (W.T) is a weight too, not an activation
+            leaf = leaf or not self._buffers[key][2]
             entry = [node.op.name, what, arr.shape, arr.dtype, 0 if shared else root.nbytes,
                      arr.nbytes, node.scope, where, leaf, shared, 1, phase]
             if self.keep_events:

@@ -75,8 +75,30 @@ def _gelu(out, ins, params):
     return C.gelu(out, ins, (params[0] if params else "none",))
 
 
-def _gelu_backward(out, ins, params):
-    return C.gelu_grad(out, ins, (params[0] if params else "none",))
+def _gelu_backward(out, ins, params):  # gelu's derivative times the gradient, as natively
+    d = C.gelu_grad(out, ins, (params[0] if params else "none",))
+    return Cost(0, d.other + _n(out), d.transcendental)
+
+
+def layer_norm_parts(grad_out: tuple, normalized: tuple, weight: tuple, mask) -> list[tuple]:
+    """native_layer_norm_backward's work as (role, Cost) parts, on flopgrad's formulas: dX
+    layer_norm_dx; dW the normalised input (recomputed) times the gradient, summed over the
+    leading dims; dB that sum alone.
+
+    >>> [(r, c.other) for r, c in layer_norm_parts((2, 4), (4,), (4,), [True, True, True])]
+    [('input', 108), ('weight', 56), ('weight', 4)]
+    """
+    n, d = _n(grad_out), _n(normalized)
+    dims = (len(normalized),)
+    parts = []
+    if mask[0]:
+        parts.append(("input", C.layer_norm_dx(grad_out, [grad_out, grad_out, weight], dims)))
+    if mask[1]:
+        xhat = C.layer_norm(grad_out, [grad_out, (), ()], dims)
+        parts.append(("weight", Cost(0, xhat.other + n + n - d, xhat.transcendental)))
+    if mask[2]:
+        parts.append(("weight", Cost(0, n - d, 0)))
+    return parts
 
 
 def _k(k: int, trans: int = 0) -> Callable:
@@ -101,13 +123,13 @@ VIEWS = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand
          "unfold", "diagonal", "expand_as", "lift_fresh", "_to_copy", "clone", "copy_",
          "contiguous", "empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like",
          "full", "full_like", "arange", "new_empty", "new_zeros", "new_ones", "new_full",
-         "embedding", "embedding_dense_backward", "index_select", "gather", "cat", "stack",
+         "embedding", "index_select", "gather", "cat", "stack",
          "_log_softmax_backward_data_", "scalar_tensor", "empty_strided", "rand", "randn",
          "bernoulli_", "native_dropout", "lift_fresh_copy", "isfinite", "isinf", "isnan",
          "randint", "randint_like", "randperm", "normal_", "uniform_", "random_", "rand_like",
          "randn_like",
          "_local_scalar_dense", "item"}
-COPIES = {"_to_copy", "clone", "copy_", "contiguous", "embedding", "embedding_dense_backward",
+COPIES = {"_to_copy", "clone", "copy_", "contiguous", "embedding",
           "index_select", "gather", "cat", "stack"}  # bytes move; 0 FLOPs
 
 FORMULAS: dict[str, tuple[str, Callable]] = {
@@ -189,10 +211,40 @@ for _name in ("_scaled_dot_product_flash_attention_for_cpu",
     FORMULAS[_name] = ("attention", attention)
     FORMULAS[_name + "_backward"] = ("attention", attention_backward)
 FORMULAS["_safe_softmax"] = ("softmax", _softmax)
+# the rows' gradients added into the table: 1 add per value, flopgrad's index_put
+FORMULAS["embedding_dense_backward"] = ("embedding", lambda out, ins, params: Cost(
+    0, _n(ins[0]), 0))
 FORMULAS["silu_backward"] = ("silu", _k(4, 1))  # g · s · (1 + x (1 - s)), s = sigmoid(x)
 for _name in ("constant_pad_nd", "slice_backward", "select_backward", "tril", "triu",
               "masked_fill_", "index", "index_put", "scatter", "_unsafe_index"):
     FORMULAS.setdefault(_name, (_name, C.free))
+
+
+def _max_pool(out, ins, params):
+    """(window - 1) comparisons per output, flopgrad's argmax over the unfolded windows."""
+    return Cost(0, _n(out) * max(_n(params[0]) - 1, 0) if params else 0, 0)
+
+
+def _max_pool_backward(out, ins, params):
+    """Each output's gradient added into its window's maximum: one add per output."""
+    return Cost(0, _n(ins[0]), 0)
+
+
+def _avg_pool(out, ins, params):
+    """window - 1 adds and one division per output."""
+    return Cost(0, _n(out) * _n(params[0]) if params else 0, 0)
+
+
+def _avg_pool_backward(out, ins, params):
+    """Each output's gradient divided once and added into every input of its window."""
+    return Cost(0, _n(ins[0]) * (1 + _n(params[0])) if params else 0, 0)
+
+
+for _d in ("1d", "2d", "3d"):
+    FORMULAS[f"max_pool{_d}_with_indices"] = ("max_pool", _max_pool)
+    FORMULAS[f"max_pool{_d}_with_indices_backward"] = ("max_pool", _max_pool_backward)
+    FORMULAS[f"avg_pool{_d}"] = ("avg_pool", _avg_pool)
+    FORMULAS[f"avg_pool{_d}_backward"] = ("avg_pool", _avg_pool_backward)
 
 
 def lookup(name: str) -> tuple[str, Callable, bool] | None:

@@ -5,7 +5,8 @@ flopgrad ledger Event for it, costed by `flopgrad.torch.aten`'s table of the sam
 the native primitives use:
 - phase: "backward" while autograd runs a graph task, "optimizer" inside an optimizer step
   (torch's global step hooks), "forward" otherwise;
-- scope: the innermost module (torch.utils.module_tracker), in forward and in backward;
+- scope: the innermost module (flopgrad.torch.scopes) in forward; in backward, the scope of
+  the forward op whose autograd node runs (matched by the node's sequence number);
 - role, in backward: "weight" (dW) when the op's output has the shape of an nn.Parameter
   that the running autograd node accumulates into, else "input" (dX): read off the
   autograd graph (`torch._C._current_autograd_node()`'s next functions);
@@ -23,19 +24,20 @@ torch is imported only when this module is.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-from torch.utils.module_tracker import ModuleTracker
 
 from flopgrad.ledger import Ledger, _user_frame
 from flopgrad.ops import Op
 from flopgrad.report import Bill
-from flopgrad.torch.aten import convolution_parts, lookup
+from flopgrad.torch.aten import convolution_parts, layer_norm_parts, lookup
 from flopgrad.torch.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER_STATE, PARAMETERS, StorageMemory
+from flopgrad.torch.scopes import ModuleScopes
 
 _OPS: dict[str, Op] = {}
 _PART_OPS: dict = {}  # convolution_backward's parts, one Op per cost
@@ -80,11 +82,23 @@ _THROUGH = {"TBackward0", "ViewBackward0", "UnsafeViewBackward0", "PermuteBackwa
             "TransposeBackward0", "ExpandBackward0", "ReshapeAliasBackward0"}
 
 
+_FORWARD_NAMES: dict[str, str] = {}
+
+
 def _forward_name(node_name: str) -> str:
+    """_find_forward_name, once per autograd node type."""
+    found = _FORWARD_NAMES.get(node_name)
+    if found is None:
+        found = _FORWARD_NAMES[node_name] = _find_forward_name(node_name)
+    return found
+
+
+def _find_forward_name(node_name: str) -> str:
     """The billed name of the forward op an autograd node differentiates: AddmmBackward0 ->
     addmm -> matmul, LogSoftmaxBackward0 -> log_softmax."""
     base = node_name.rsplit("Backward", 1)[0]
     snake = "".join("_" + c.lower() if c.isupper() else c for c in base).lstrip("_")
+    snake = re.sub(r"(\d)_d", r"\1d", snake)  # MaxPool2D -> max_pool2d
     for name in (snake, "_" + snake, snake.replace("_", "")):
         found = lookup(name)
         if found is not None:
@@ -106,33 +120,34 @@ def _leaf_behind(fn):
     return None
 
 
+def _tensors(*groups) -> list:
+    """The tensors among the values of groups, and in lists and tuples among them (an aten
+    op's arguments and results nest no deeper; cheaper than a pytree flatten)."""
+    found = []
+    for group in groups:
+        for a in group:
+            if isinstance(a, torch.Tensor):
+                found.append(a)
+            elif isinstance(a, list | tuple):
+                found.extend(t for t in a if isinstance(t, torch.Tensor))
+    return found
+
+
 def _shape(x) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else ()
 
 
 class _Mode(TorchDispatchMode):
-    def __init__(self, ledger: Ledger, tracker: ModuleTracker, names: dict, params: set):
+    def __init__(self, ledger: Ledger, scopes: ModuleScopes, params: set):
         super().__init__()
-        self.ledger, self.tracker, self.names, self.params = ledger, tracker, names, params
+        self.ledger, self.params = ledger, params
+        self.scope = scopes.current
         self.phase = "forward"  # outside a graph task
         self.now, self.where = "forward", ""  # the phase and scope of the op running last
         self.scope_of_node: dict[int, str] = {}  # autograd node sequence number -> scope
         self.last_seq = -1
         self.saved_keys: set = set()
-        self.wrapped = False
         self.memory = StorageMemory(ledger, lambda: (self.now, self.where))
-
-    def scope(self) -> str:
-        parents = [p for p in self.tracker.parents if p != "Global"]
-        if not parents:
-            return ""
-        deepest = max(parents, key=lambda p: p.count("."))
-        root, _, rest = deepest.partition(".")
-        if root not in self.names:
-            return deepest
-        if self.wrapped:  # DDP's or DataParallel's module: its scopes, not "module.*"
-            rest = "" if rest == "module" else rest.removeprefix("module.")
-        return rest
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -142,10 +157,11 @@ class _Mode(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in _SKIP:  # the profiler's own markers, not work
             return out
-        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
-        outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        tensors = _tensors(args, kwargs.values())
+        outs = ([out] if isinstance(out, torch.Tensor)
+                else _tensors(out) if isinstance(out, list | tuple) else [])
         first = outs[0] if outs else None
-        params = tuple(a for a in args if not isinstance(a, torch.Tensor)
+        params = tuple(a for a in (*args, *kwargs.values()) if not isinstance(a, torch.Tensor)
                        and isinstance(a, int | float | bool | str | list | tuple))
         if func.namespace in _COLLECTIVES:
             self.now, self.where = "communication", self.scope()
@@ -174,8 +190,8 @@ class _Mode(TorchDispatchMode):
         if not _aliases(func):
             for o in outs:
                 self.memory.track(o, ACTIVATIONS)
-        if name == "convolution_backward":  # dX and dW in one aten op: one event each
-            self._convolution_backward(args, tensors, outs, phase, scope, start, end)
+        if name in ("convolution_backward", "native_layer_norm_backward"):
+            self._split(name, args, tensors, outs, phase, scope, start, end)
             return out
         ev = (_op(name), tuple(tuple(t.shape) for t in tensors),
               tuple(t.element_size() for t in tensors), _shape(first),
@@ -194,20 +210,26 @@ class _Mode(TorchDispatchMode):
              tuple(t.element_size() for t in tensors), (), 0, (), "communication", None, None,
              self.scope(), start, end, False, ()))
 
-    def _convolution_backward(self, args, tensors, outs, phase, scope, start, end) -> None:
-        grad_out, inp, weight = (tuple(t.shape) for t in args[:3])
-        mask = args[-1]
-        parts = convolution_parts(grad_out, inp, weight, mask)
-        grads = [o for o, m in zip(outs, [m for m in mask if m], strict=False)]
-        for (role, cost), grad in zip(parts, grads, strict=False):
-            op = _PART_OPS.setdefault(cost, Op("matmul" if cost.tensor else "sum",
-                                               forward=None, cost=lambda o, i, p, c=cost: c,
-                                               key="convolution_backward"))
+    def _split(self, key: str, args, tensors, outs, phase, scope, start, end) -> None:
+        """An aten backward op that computes dX, dW (and db) at once: one event each."""
+        if key == "convolution_backward":
+            grad_out, inp, weight = (tuple(t.shape) for t in args[:3])
+            parts = convolution_parts(grad_out, inp, weight, args[-1])
+            billed = ("matmul", "sum")
+        else:  # native_layer_norm_backward(grad, input, shape, mean, rstd, weight, bias, mask)
+            weight = _shape(args[5]) if len(args) > 5 else ()
+            parts = layer_norm_parts(tuple(args[0].shape), tuple(args[2]), weight, args[-1])
+            billed = ("layer_norm", "layer_norm")
+        grads = [o for o, m in zip(outs, [m for m in args[-1] if m], strict=False)]
+        for slot, ((role, cost), grad) in enumerate(zip(parts, grads, strict=False)):
+            name = billed[0] if cost.tensor or key != "convolution_backward" else billed[1]
+            op = _PART_OPS.setdefault((name, cost), Op(name, forward=None,
+                                                       cost=lambda o, i, p, c=cost: c, key=key))
             self.ledger.events.append(
                 (op, tuple(tuple(t.shape) for t in tensors),
                  tuple(t.element_size() for t in tensors), tuple(grad.shape),
-                 grad.element_size(), (), phase, role, ("matmul", 1 if role == "weight" else 0),
-                 scope, start, end, False, ()))
+                 grad.element_size(), (), phase, role, (billed[0], slot), scope, start, end,
+                 False, ()))
 
     def _role(self, node, out, tensors) -> tuple:
         """dW when out has the shape of a parameter the node accumulates into and the op
@@ -233,7 +255,8 @@ class _Mode(TorchDispatchMode):
         shared = key in self.saved_keys
         self.saved_keys.add(key)
         nbytes = storage.nbytes()
-        leaf = key in self.params or (t.is_leaf and t.requires_grad)
+        made = self.memory.alive.get(key)  # not an activation: a weight, or data made before
+        leaf = key in self.params or made is None or made.category != ACTIVATIONS
         entry = ["saved", "tensor", tuple(t.shape), t.dtype, 0 if shared else nbytes,
                  t.numel() * t.element_size(), self.scope(), _user_frame(), leaf, shared, 1,
                  "forward" if torch._C._current_graph_task_id() == -1 else "recompute"]
@@ -277,22 +300,10 @@ class profile:
         self.model = model
         self.ledger = Ledger(memory=True, events=True)
         self.bill = Bill(self.ledger)
-        names, self._params = set(), []
-        if model is not None:
-            names = {type(model).__name__}
-            self._params = list(model.parameters())
+        self._params = list(model.parameters()) if model is not None else []
         params = {p.untyped_storage()._cdata for p in self._params}
-        self._tracker = ModuleTracker()
-        known = getattr(self._tracker, "_known_modules", None)
-        if model is not None and known is not None:
-            # the model's own paths, also for a submodule called directly (a checkpointed
-            # block): the tracker would name it by its class
-            root = type(model).__name__
-            for path, module in model.named_modules():
-                known[module] = f"{root}.{path}" if path else root
-        self._mode = _Mode(self.ledger, self._tracker, names, params)
-        self._mode.wrapped = isinstance(model, torch.nn.DataParallel | torch.nn.parallel
-                                        .DistributedDataParallel)
+        self._scopes = ModuleScopes(model)
+        self._mode = _Mode(self.ledger, self._scopes, params)
         self._hooks: list = []
         self._saved = None
 
@@ -300,14 +311,16 @@ class profile:
         mode = self._mode
         ref = weakref.ref(mode)
 
-        def pre(optimizer, args, kwargs):
+        thread = threading.get_ident()
+
+        def pre(optimizer, args, kwargs):  # torch's step hooks are global: this thread's
             m = ref()
-            if m is not None:
+            if m is not None and threading.get_ident() == thread:
                 m.stepping()
 
         def post(optimizer, args, kwargs):
             m = ref()
-            if m is not None:
+            if m is not None and threading.get_ident() == thread:
                 m.stepped(optimizer)
 
         def accumulated(param):
@@ -330,7 +343,7 @@ class profile:
                 mode.memory.track(p.grad, GRADIENTS)
             if p.requires_grad:
                 self._hooks.append(p.register_post_accumulate_grad_hook(accumulated))
-        self._tracker.__enter__()
+        self._scopes.__enter__()
         self._saved = torch.autograd.graph.saved_tensors_hooks(mode.pack, _unpack)
         self._saved.__enter__()
         mode.__enter__()
@@ -339,7 +352,7 @@ class profile:
     def __exit__(self, *exc) -> bool:
         self._mode.__exit__(*exc)
         self._saved.__exit__(*exc)
-        self._tracker.__exit__(*exc)
+        self._scopes.__exit__(*exc)
         for h in self._hooks:
             h.remove()
         self.ledger.active = False

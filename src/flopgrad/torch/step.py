@@ -292,8 +292,9 @@ def _nbytes(tensors) -> int:
 class TorchStep:
     """What `flopgrad bill --torch` prints: the step's Bill and, measured on the model
     after the step, its parameters and the bytes of weights, gradients and optimizer
-    state; `activations` is the bytes saved for backward that are not parameters (each
-    buffer once). `tokens` is b * s for an integer (b, s) first input, else None."""
+    state; `activations` is the bytes saved for backward that the step made (each buffer
+    once; not the weights, nor the batch, which was alive before the step). `tokens` is
+    b * s for an integer (b, s) first input, else None."""
 
     spec: str
     model_class: str
@@ -320,10 +321,11 @@ def step_report(spec: str) -> TorchStep:
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     net = pathlib.Path(tmp, "net.py")
     ...     _ = net.write_text("import torch\\ndef build():\\n"
-    ...                        "    return torch.nn.Linear(8, 4), torch.randn(16, 8)\\n")
+    ...                        "    net = torch.nn.Sequential(torch.nn.Linear(8, 4), "
+    ...                        "torch.nn.Tanh())\\n    return net, torch.randn(16, 8)\\n")
     ...     step = step_report(f"{net}:build")
     >>> step.params, step.batch, step.weights, step.optimizer_state, step.activations
-    (36, '(16, 8) float32', 144, 296, 512)
+    (36, '(16, 8) float32', 144, 296, 256)
     """
     model, batch = load_model_and_batch(spec)
     params = list(model.parameters())
