@@ -309,3 +309,31 @@ def test_two_threads_profile_two_models_at_once():
     for t in threads:
         t.join(timeout=60)
     assert results == alone
+
+
+def test_an_error_inside_the_profile_leaves_nothing_behind():
+    from torch.nn.modules import module as torch_module
+
+    hooks = (len(torch_module._global_forward_pre_hooks), len(torch_module._global_forward_hooks))
+    model = _torch_mlp()
+    with pytest.raises(RuntimeError, match="mat1 and mat2"), fgt.profile(model):
+        model(torch.randn(4, 5))  # the wrong width
+    assert (len(torch_module._global_forward_pre_hooks),
+            len(torch_module._global_forward_hooks)) == hooks
+    with fgt.profile(model) as bill:
+        model(torch.randn(4, 784)).sum().backward()
+    assert bill.flops("forward", scope="0", kind="tensor") == 2 * 4 * 784 * 128
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_the_same_bill_on_a_gpu():
+    model = _torch_mlp()
+    x, y = torch.randn(32, 784), torch.randint(0, 10, (32,))
+    with fgt.profile(model) as cpu:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    model = model.cuda()
+    with fgt.profile(model) as gpu:
+        torch.nn.functional.cross_entropy(model(x.cuda()), y.cuda()).backward()
+    for phase, role in (("forward", None), ("backward", "weight"), ("backward", "input")):
+        assert gpu.flops(phase, role=role) == cpu.flops(phase, role=role)
+    assert gpu.peak_bytes > 0 and gpu.unknown_ops() == []
