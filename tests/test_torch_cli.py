@@ -289,3 +289,24 @@ def test_the_cli_imports_torch_only_for_torch():
                 "assert main(['bill', 'gpt2', '--n-layer', '1', '--ctx', '8']) == 0\n"
                 "print('torch' in sys.modules, file=sys.stderr)")
     assert done.returncode == 0 and done.stderr.strip() == "False", done.stderr
+
+
+def test_a_transformer_gets_the_published_formulas_beside_its_count(tmp_path, capsys):
+    """GPT-2 (2 layers, d 64, vocab 256, 2 x 16 tokens): 6·N·D and PaLM's formula beside the
+    counted matmul FLOPs, and 6·M·D + 12·L·s·d·D, with M the matmul weights, equal to it."""
+    from flopgrad.torch.step import formula_rows
+
+    spec = _write(tmp_path, GPT2) + ":build"
+    step = step_report(spec)
+    rows = {r["formula"]: r for r in formula_rows(step)}
+    L, d, V, s, T = 2, 64, 256, 16, 32
+    matmul_weights = L * 12 * d * d + d * V  # c_attn, c_proj, mlp; the tied lm_head
+    assert step.params - matmul_weights == 32 * d + L * (4 * d + 9 * d) + 2 * d  # wpe, b, ln
+    attention = 12 * L * s * d * T
+    counted = 6 * matmul_weights * T + attention
+    assert rows["6·N·D (N = all parameters)"]["value"] == 6 * step.params * T
+    assert rows["PaLM 6N + 12·L·H·Q·T"]["value"] == 6 * step.params * T + attention
+    assert {r["counted"] for r in rows.values()} == {counted}
+    assert f"{counted:,}" in rows["PaLM 6N + 12·L·H·Q·T"]["reason"]
+    assert main(["bill", "--torch", spec]) == 0
+    assert "published formulas beside the count" in capsys.readouterr().out

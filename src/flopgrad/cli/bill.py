@@ -154,7 +154,7 @@ def _run_torch(args: argparse.Namespace) -> int:
     of the model FUNCTION returns, on the batch it returns."""
     _refuse_preset_options(args)
     try:
-        from flopgrad.torch.step import step_report
+        from flopgrad.torch.step import formula_rows, step_report
     except ImportError as err:
         raise ValueError(f'--torch needs PyTorch, which cannot be imported ({err}): '
                          f'pip install "flopgrad[torch]"') from None
@@ -183,11 +183,19 @@ def _run_torch(args: argparse.Namespace) -> int:
               f"0 FLOPs, so the totals are low by their cost: {', '.join(unknown)}")
         print(f"flopgrad bill: warning: {len(unknown)} aten op(s) billed as 0 FLOPs (no "
               f"formula): {', '.join(unknown)}", file=sys.stderr)
+    formulas = formula_rows(step)
+    if formulas:
+        print("\npublished formulas beside the count (forward + backward matmul FLOPs):")
+        for r in formulas:
+            print(f"  {r['formula']:<42} {r['value']:>12.4g}  counted {r['counted']:>12.4g}  "
+                  f"ratio {r['ratio']:.4f}")
+            print(f"      {r['reason']}")
     tokens = f" and {step.tokens:,} tokens" if step.tokens else ""
     print(f"\nrules of thumb checked on this step ({step.params:,} parameters{tokens}):")
     for rule in bill.rules(params=step.params, tokens=step.tokens):
         print(f"  - {rule}")
     if args.html:
-        bill.to_html(args.html, f"flopgrad bill --torch {args.torch}", depth=args.depth)
+        bill.to_html(args.html, f"flopgrad bill --torch {args.torch}", formulas or None,
+                     depth=args.depth)
         print(f"\nwrote {args.html}")
     return 0

@@ -311,6 +311,63 @@ class TorchStep:
     gradients: int
     optimizer_state: int
     activations: int
+    shape: tuple | None = None  # (layers, d_model, seq) of a transformer's config
+
+
+def _transformer_shape(model, batch) -> tuple | None:
+    """(layers, d_model, seq) from a Hugging Face-style config and the token ids."""
+    cfg = getattr(model, "config", None)
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None)
+    tokens = _tokens(batch)
+    if not (isinstance(layers, int) and isinstance(width, int) and tokens):
+        return None
+    items = (list(batch.values()) if isinstance(batch, Mapping) else
+             list(batch) if isinstance(batch, tuple | list) else [batch])
+    ids = next(x for x in items if isinstance(x, torch.Tensor))
+    return layers, width, ids.shape[1]
+
+
+def formula_rows(step: TorchStep) -> list[dict]:
+    """6·N·D and PaLM's 6N + 12·L·H·Q·T beside the step's counted matmul FLOPs (forward and
+    backward tensor FLOPs), with the reasons they differ, for a transformer whose config
+    gives its layers and width (else []). M, the parameters that matmuls use, is read off
+    the bill: every matmul weight's dW costs 2 FLOPs per token.
+
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     net = pathlib.Path(tmp, "net.py")
+    ...     _ = net.write_text("import torch\\ndef build():\\n"
+    ...                        "    return torch.nn.Linear(8, 4), torch.randn(16, 8)\\n")
+    ...     formula_rows(step_report(f"{net}:build"))  # no transformer config: no rows
+    []
+    """
+    if step.shape is None or not step.tokens:
+        return []
+    layers, d, seq = step.shape
+    bill, n, tokens = step.bill, step.params, step.tokens
+    counted = bill.flops("forward", kind="tensor") + bill.flops("backward", kind="tensor")
+    matmul_weights = bill.flops("backward", role="weight", kind="tensor") // (2 * tokens)
+    lookup = n - matmul_weights
+    attention = 12 * layers * seq * d * tokens
+    rest = counted - 6 * matmul_weights * tokens - attention
+    fused = (f"; the other {rest:,} are the fused attention kernel's recomputed QKᵀ and any "
+             f"matmul without a weight" if rest else "")
+    rows = [
+        {"formula": "6·N·D (N = all parameters)", "value": 6 * n * tokens,
+         "counted": counted,
+         "reason": f"leaves out attention over the context (12·L·s·d per token: "
+                   f"{attention:,} in all) and bills the {lookup:,} parameters no matmul "
+                   f"uses (embedding lookups, norms, biases) as if they were matmul weights"},
+        {"formula": "PaLM 6N + 12·L·H·Q·T", "value": 6 * n * tokens + attention,
+         "counted": counted,
+         "reason": f"the same attention term; N counts the {lookup:,} parameters no matmul "
+                   f"uses: 6·M·D + 12·L·H·Q·T with M = {matmul_weights:,} gives "
+                   f"{6 * matmul_weights * tokens + attention:,}{fused}"},
+    ]
+    for r in rows:
+        r["ratio"] = r["counted"] / r["value"]
+    return rows
 
 
 def step_report(spec: str) -> TorchStep:
@@ -346,4 +403,5 @@ def step_report(spec: str) -> TorchStep:
         batch=_describe(batch), device=", ".join(devices), tokens=_tokens(batch),
         seconds=seconds, bill=bill, weights=_nbytes(params), buffers=_nbytes(model.buffers()),
         gradients=_nbytes(p.grad for p in trainable), optimizer_state=_nbytes(state),
-        activations=sum(e["bytes"] for e in bill.saved() if not e["leaf"]))
+        activations=sum(e["bytes"] for e in bill.saved() if not e["leaf"]),
+        shape=_transformer_shape(model, batch))
