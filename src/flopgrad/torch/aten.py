@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from flopgrad import costs as C
 from flopgrad.costs import Cost
+from flopgrad.torch import composites
 
 
 def _n(shape) -> int:
@@ -80,25 +81,66 @@ def _gelu_backward(out, ins, params):  # gelu's derivative times the gradient, a
     return Cost(0, d.other + _n(out), d.transcendental)
 
 
+def _norm_parts(n: int, groups: int, kept: int, scaled: bool, mask) -> list[tuple]:
+    """Layer norm's backward over n entries in `groups` statistics, its weight of
+    `kept` entries: dX as flopgrad's layer_norm_dx (statistics and xhat recomputed, 5n +
+    2·groups, then 8n, 7n without a weight); dW xhat times the gradient summed to the
+    weight's shape; db that sum alone."""
+    stats = 5 * n + 2 * groups
+    parts = []
+    if mask[0]:
+        parts.append(("input", Cost(0, stats + (7 + scaled) * n, groups)))
+    if mask[1]:
+        parts.append(("weight", Cost(0, stats + n + n - kept, groups)))
+    if len(mask) > 2 and mask[2]:
+        parts.append(("weight", Cost(0, n - kept, 0)))
+    return parts
+
+
 def layer_norm_parts(grad_out: tuple, normalized: tuple, weight: tuple, mask) -> list[tuple]:
-    """native_layer_norm_backward's work as (role, Cost) parts, on flopgrad's formulas: dX
-    layer_norm_dx; dW the normalised input (recomputed) times the gradient, summed over the
-    leading dims; dB that sum alone.
+    """native_layer_norm_backward's work as (role, Cost) parts, on flopgrad's formulas (the
+    same as C.layer_norm_dx for dX).
 
     >>> [(r, c.other) for r, c in layer_norm_parts((2, 4), (4,), (4,), [True, True, True])]
     [('input', 108), ('weight', 56), ('weight', 4)]
     """
     n, d = _n(grad_out), _n(normalized)
-    dims = (len(normalized),)
+    return _norm_parts(n, n // max(d, 1), d, weight != (), mask)
+
+
+def batch_norm_parts(grad_out: tuple, training: bool, mask) -> list[tuple]:
+    """native_batch_norm_backward's work as (role, Cost) parts, as torch's kernel computes
+    it from the saved statistics (flopgrad's own batch_norm is a composite, with no fused
+    rule to share): per channel the gradient's sum (db, n - C) and its dot with x - mean
+    (dW, 3n - C: subtract, multiply, add; then one scale per channel); dX in training
+    (x - mean)·dot·invstd²/N subtracted with the mean gradient, times invstd·w (7n + 2C),
+    in eval g·invstd·w (n + C, the rsqrt of the running variance C transcendentals).
+
+    >>> [(r, c.other) for r, c in batch_norm_parts((2, 3, 4, 4), True, [True, True, True])]
+    [('input', 678), ('weight', 288), ('weight', 93)]
+    """
+    n, c = _n(grad_out), grad_out[1] if len(grad_out) > 1 else 1
     parts = []
     if mask[0]:
-        parts.append(("input", C.layer_norm_dx(grad_out, [grad_out, grad_out, weight], dims)))
+        parts.append(("input", Cost(0, 7 * n + 2 * c, 0) if training else Cost(0, n + c, c)))
     if mask[1]:
-        xhat = C.layer_norm(grad_out, [grad_out, (), ()], dims)
-        parts.append(("weight", Cost(0, xhat.other + n + n - d, xhat.transcendental)))
-    if mask[2]:
-        parts.append(("weight", Cost(0, n - d, 0)))
+        parts.append(("weight", Cost(0, 3 * n, 0)))
+    if len(mask) > 2 and mask[2]:
+        parts.append(("weight", Cost(0, n - c, 0)))
     return parts
+
+
+def _batch_norm(out, ins, params):
+    """Per channel, as flopgrad's composite F.batch_norm: in training the two means,
+    subtract, square, + eps, rsqrt and normalise (5n + 2C, C transcendentals) and the
+    running statistics' update (6C); in eval (x - mean) · rsqrt(var + eps) (2n + 2C);
+    n more each for the scale and the shift. params ends with which of input, weight,
+    bias, running_mean, running_var were given."""
+    given = params[-1]
+    n, c = _n(ins[0]), ins[0][1] if len(ins[0]) > 1 else 1
+    training = isinstance(params[0], bool) and params[0]
+    other = 5 * n + 2 * c + (6 * c if given[3] and given[4] else 0) if training else 2 * n + 2 * c
+    return Cost(0, other + (given[1] + given[2]) * n, c)
 
 
 def _k(k: int, trans: int = 0) -> Callable:
@@ -220,6 +262,16 @@ for _name in ("constant_pad_nd", "slice_backward", "select_backward", "tril", "t
     FORMULAS.setdefault(_name, (_name, C.free))
 
 
+for _name in ("native_batch_norm", "_native_batch_norm_legit",
+              "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional"):
+    FORMULAS[_name] = ("batch_norm", _batch_norm)
+BATCH_NORMS = {"native_batch_norm", "_native_batch_norm_legit",
+               "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
+               "native_group_norm"}  # whose formula needs to know which tensors were None
+FORMULAS["sgn"] = ("sgn", C.elementwise)
+FORMULAS["_conj"] = ("_conj", C.free)
+
+
 def _max_pool(out, ins, params):
     """(window - 1) comparisons per output, flopgrad's argmax over the unfolded windows."""
     return Cost(0, _n(out) * max(_n(params[0]) - 1, 0) if params else 0, 0)
@@ -245,6 +297,50 @@ for _d in ("1d", "2d", "3d"):
     FORMULAS[f"max_pool{_d}_with_indices_backward"] = ("max_pool", _max_pool_backward)
     FORMULAS[f"avg_pool{_d}"] = ("avg_pool", _avg_pool)
     FORMULAS[f"avg_pool{_d}_backward"] = ("avg_pool", _avg_pool_backward)
+
+
+def _group_norm(out, ins, params):
+    """native_group_norm(input, weight, bias, N, C, HxW, groups, eps): layer norm's formula
+    with N·groups statistics (params end with which tensors were given)."""
+    given, groups = params[-1], params[0] * params[3]
+    n = _n(ins[0])
+    return Cost(0, 5 * n + 2 * groups + (given[1] + given[2]) * n, groups)
+
+
+def group_norm_parts(grad_out: tuple, groups: int, channels: int, scaled: bool,
+                     mask) -> list[tuple]:
+    """native_group_norm_backward's work as (role, Cost) parts: layer norm's formulas with
+    `groups` statistics (N·G) and a weight of one entry per channel.
+
+    >>> [(r, c.other) for r, c in group_norm_parts((2, 4, 3, 3), 4, 4, True, [1, 1, 1])]
+    [('input', 944), ('weight', 508), ('weight', 68)]
+    """
+    return _norm_parts(_n(grad_out), groups, channels, scaled, mask)
+
+
+def _vector_norm(out, ins, params):
+    """The 2-norm: a square and an add per entry, a square root per result."""
+    return Cost(0, 2 * _n(ins[0]), _n(out))
+
+
+FORMULAS["native_group_norm"] = ("group_norm", _group_norm)
+FORMULAS["linalg_vector_norm"] = ("linalg_vector_norm", _vector_norm)
+FORMULAS["hardswish_backward"] = ("hardswish", _k(3))  # compare twice, then g · (2x + 3)/6
+FORMULAS["_prelu_kernel_backward"] = ("prelu", _k(3))
+FORMULAS.update(composites.formulas())  # F.mse_loss, F.softplus, ...: their composites' cost
+ELEMENTWISE_MORE = ("bitwise_not", "clamp_min_", "clamp_", "hardtanh_backward", "logical_not",
+                    "_prelu_kernel", "hardsigmoid", "hardswish", "xlogy")
+for _name in ELEMENTWISE_MORE:
+    FORMULAS.setdefault(_name, (_name, C.elementwise))
+for _name in ("sigmoid_", "tanh_", "log_", "exp2", "expm1", "log2", "log10"):
+    FORMULAS.setdefault(_name, (_name, C.transcendental))
+for _name in ("repeat", "new_empty_strided", "unsafe_split", "pixel_shuffle", "pixel_unshuffle",
+              "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "flip", "roll"):
+    FORMULAS.setdefault(_name, (_name, C.free))
+for _name in ("upsample_nearest1d_backward", "upsample_nearest2d_backward",
+              "upsample_nearest3d_backward"):  # each input's gradient sums its copies
+    FORMULAS.setdefault(_name, (_name, lambda out, ins, params: Cost(
+        0, max(_n(ins[0]) - _n(out), 0), 0)))
 
 
 def lookup(name: str) -> tuple[str, Callable, bool] | None:

@@ -35,7 +35,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flopgrad.ledger import Ledger, _user_frame
 from flopgrad.ops import Op
 from flopgrad.report import Bill
-from flopgrad.torch.aten import convolution_parts, layer_norm_parts, lookup
+from flopgrad.torch.aten import (
+    BATCH_NORMS,
+    batch_norm_parts,
+    convolution_parts,
+    group_norm_parts,
+    layer_norm_parts,
+    lookup,
+)
 from flopgrad.torch.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER_STATE, PARAMETERS, StorageMemory
 from flopgrad.torch.scopes import ModuleScopes
 
@@ -163,6 +170,8 @@ class _Mode(TorchDispatchMode):
         first = outs[0] if outs else None
         params = tuple(a for a in (*args, *kwargs.values()) if not isinstance(a, torch.Tensor)
                        and isinstance(a, int | float | bool | str | list | tuple))
+        if name in BATCH_NORMS:  # which optional tensors were given (None is not one)
+            params += (tuple(a is not None for a in args[:5]),)
         if func.namespace in _COLLECTIVES:
             self.now, self.where = "communication", self.scope()
             self._communication(name, tensors, start, end)
@@ -190,7 +199,8 @@ class _Mode(TorchDispatchMode):
         if not _aliases(func):
             for o in outs:
                 self.memory.track(o, ACTIVATIONS)
-        if name in ("convolution_backward", "native_layer_norm_backward"):
+        if name in ("convolution_backward", "native_layer_norm_backward",
+                    "native_batch_norm_backward", "native_group_norm_backward"):
             self._split(name, args, tensors, outs, phase, scope, start, end)
             return out
         ev = (_op(name), tuple(tuple(t.shape) for t in tensors),
@@ -216,6 +226,13 @@ class _Mode(TorchDispatchMode):
             grad_out, inp, weight = (tuple(t.shape) for t in args[:3])
             parts = convolution_parts(grad_out, inp, weight, args[-1])
             billed = ("matmul", "sum")
+        elif key == "native_group_norm_backward":  # (grad, x, mean, rstd, w, N, C, HxW, G, mask)
+            parts = group_norm_parts(tuple(args[0].shape), args[5] * args[8], args[6],
+                                     args[4] is not None, args[-1])
+            billed = ("group_norm", "group_norm")
+        elif key == "native_batch_norm_backward":  # (grad, input, weight, ..., train, eps, mask)
+            parts = batch_norm_parts(tuple(args[0].shape), bool(args[7]), args[-1])
+            billed = ("batch_norm", "batch_norm")
         else:  # native_layer_norm_backward(grad, input, shape, mean, rstd, weight, bias, mask)
             weight = _shape(args[5]) if len(args) > 5 else ()
             parts = layer_norm_parts(tuple(args[0].shape), tuple(args[2]), weight, args[-1])
