@@ -401,3 +401,14 @@ def test_fused_aten_ops_cost_what_flopgrads_composite_costs(name):
         assert bill.flops(phase) == native.flops(phase), phase
         assert bill.transcendentals(phase) == native.transcendentals(phase), phase
     assert 0 < bill.flops("backward") <= native.flops("backward")
+
+
+def test_without_torch_the_import_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import flopgrad.torch\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert 'pip install "flopgrad[torch]"' in out.stdout, out.stderr
