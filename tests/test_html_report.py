@@ -75,6 +75,8 @@ def test_a_96_layer_model_stays_readable_and_carries_the_formulas(tmp_path):
     assert "blocks.*" in text and "Kaplan" in text
     assert "meta tensors: nothing ran" in text  # a meta bill's ops sit on their roof
     assert page.count("rect", "bar") > 0 and len(text) < 500_000
+    assert len(bill.timeline()) > 600  # thinned for the chart, its peak kept
+    assert f"peak {fg.report.human_bytes(bill.peak_bytes)};" in text
 
 
 def test_html_from_the_command_line(tmp_path, capsys):
@@ -84,3 +86,20 @@ def test_html_from_the_command_line(tmp_path, capsys):
     assert main(["bill", "gpt2", "--html", str(tmp_path / "g.html")]) == 0
     assert (tmp_path / "g.html").read_text().count("<svg") == 3
     assert main(["bill", "gpt2", "--html", str(tmp_path / "missing" / "x.html")]) == 2
+
+
+def test_the_memory_chart_keeps_its_peak_when_thinned():
+    from flopgrad.report.html import _timeline
+
+    parts = ("parameters", "gradients", "optimizer_state", "saved_activations", "temporaries")
+
+    class Spiky:  # 1,201 changes of live bytes; the peak at an odd index
+        def timeline(self):
+            rows = []
+            for i in range(1201):
+                live = 2**30 if i == 601 else 2**20
+                rows.append({"op_index": i, "live_bytes": live,
+                             **{p: live if p == "temporaries" else 0 for p in parts}})
+            return rows
+
+    assert "peak 1 GiB;" in _timeline(Spiky())

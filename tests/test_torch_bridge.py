@@ -412,3 +412,14 @@ def test_without_torch_the_import_says_what_to_install():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert 'pip install "flopgrad[torch]"' in out.stdout, out.stderr
+
+
+def test_a_meta_bill_says_no_op_ran_on_data():
+    with torch.device("meta"):
+        layer = torch.nn.Linear(8, 8)
+    with fgt.profile(layer) as bill:
+        layer(torch.empty(4, 8, device="meta")).sum().backward()
+    assert bill.ledger.saw_meta  # the report places ops at their roof, not at their times
+    with fgt.profile() as cpu:
+        torch.ones(3).exp()
+    assert not cpu.ledger.saw_meta

@@ -124,7 +124,9 @@ def _timeline(bill: Bill, width: int = 900, height: int = 260, points: int = 600
     if not data:
         return "<p>no memory timeline (profile with memory=True, events=True)</p>"
     step = max(1, len(data) // points)
-    data = data[::step] + ([data[-1]] if (len(data) - 1) % step else [])
+    if step > 1:  # one row per bin of `step`: its highest, so the peak is never dropped
+        data = [max(data[i:i + step], key=lambda r: r["live_bytes"])
+                for i in range(0, len(data), step)]
     peak = max(r["live_bytes"] for r in data) or 1
     n = max(len(data) - 1, 1)
     svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 20}' "

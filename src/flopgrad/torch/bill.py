@@ -196,6 +196,8 @@ class _Mode(TorchDispatchMode):
             if scope is None:
                 scope = self.scope()
         self.now, self.where = phase, scope
+        if first is not None and first.is_meta:
+            self.ledger.saw_meta = True  # no op ran on data: measured times are not the ops'
         if not _aliases(func):
             for o in outs:
                 self.memory.track(o, ACTIVATIONS)
