@@ -149,3 +149,24 @@ def test_native_and_torch_bills_agree_field_by_field(name):
         for i in range(2):
             key = (f"blocks.{i}.attn", "backward", "input", "tensor")
             assert theirs_[key] - flops[key] == 2 * b_ * s * s * d
+
+
+def test_twins_of_other_shapes_compute_the_same_and_bad_input_is_refused():
+    fg.manual_seed(0)
+    cases = [
+        (fg.models.CNN(image_size=28, in_channels=3, channels=(8, 12), hidden=20, classes=5),
+         lambda: fg.randn(2, 3, 28, 28)),
+        (fg.models.MLP([5, 4, 3], activation="tanh"), lambda: fg.randn(3, 5)),
+        (fg.models.GPT(fg.models.GPTConfig(n_layer=1, n_head=2, d_model=8, ctx=4, vocab=11,
+                                           tied_embeddings=False, bias=False)),
+         lambda: fg.tensor([[1, 2, 3]])),
+    ]
+    for native, make in cases:
+        x = make()
+        out = twin(native)(torch.from_numpy(x.numpy())).detach().numpy()
+        np.testing.assert_allclose(out, native(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="MLP, CNN or GPT, got Linear"):
+        twin(fg.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="dropout 0"):
+        twin(fg.models.GPT(fg.models.GPTConfig(n_layer=1, n_head=2, d_model=8, ctx=4, vocab=11,
+                                               dropout=0.1)))
