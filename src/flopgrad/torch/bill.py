@@ -84,6 +84,9 @@ def _phase_in_graph_task() -> str:
     return "backward"
 
 
+# backward ops that compute dX, dW (and db) at once: billed as one event per gradient
+_SPLIT = {"convolution_backward", "native_layer_norm_backward", "native_batch_norm_backward",
+          "native_group_norm_backward"}
 _SKIP = {"_record_function_enter_new", "_record_function_exit", "_record_function_enter"}
 _THROUGH = {"TBackward0", "ViewBackward0", "UnsafeViewBackward0", "PermuteBackward0",
             "TransposeBackward0", "ExpandBackward0", "ReshapeAliasBackward0"}
@@ -201,8 +204,7 @@ class _Mode(TorchDispatchMode):
         if not _aliases(func):
             for o in outs:
                 self.memory.track(o, ACTIVATIONS)
-        if name in ("convolution_backward", "native_layer_norm_backward",
-                    "native_batch_norm_backward", "native_group_norm_backward"):
+        if name in _SPLIT:
             self._split(name, args, tensors, outs, phase, scope, start, end)
             return out
         ev = (_op(name), tuple(tuple(t.shape) for t in tensors),
