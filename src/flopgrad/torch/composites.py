@@ -24,6 +24,7 @@ _FORWARD: dict[str, tuple[int, Callable]] = {
     "softplus": (1, lambda x, p: _functional().softplus(x, *p[:2])),
     "elu": (1, lambda x, p: _functional().elu(x, *p[:1])),
     "mish": (1, lambda x, p: _functional().mish(x)),
+    "leaky_relu": (1, lambda x, p: _functional().leaky_relu(x, *p[:1])),
     "log_sigmoid_forward": (1, lambda x, p: _functional().logsigmoid(x)),
     "mse_loss": (2, lambda x, t, p: _functional().mse_loss(x, t, _REDUCTIONS[p[0] if p else 1])),
     "smooth_l1_loss": (2, lambda x, t, p: _functional().smooth_l1_loss(
@@ -34,14 +35,13 @@ _FORWARD: dict[str, tuple[int, Callable]] = {
                                          .binary_cross_entropy_with_logits(
                                              x, t, reduction=_REDUCTIONS[p[-1] if p else 1])),
 }
-# aten backward name -> (its forward's name, where its inputs and params start)
+# aten backward name -> its forward's name (its inputs follow the gradient)
 _BACKWARD = {
     "softplus_backward": "softplus", "mish_backward": "mish",
     "log_sigmoid_backward": "log_sigmoid_forward", "mse_loss_backward": "mse_loss",
     "smooth_l1_loss_backward": "smooth_l1_loss", "huber_loss_backward": "huber_loss",
     "leaky_relu_backward": "leaky_relu", "elu_backward": "elu",
 }
-_FORWARD["leaky_relu"] = (1, lambda x, p: _functional().leaky_relu(x, *p[:1]))
 
 
 @functools.lru_cache(maxsize=4096)
